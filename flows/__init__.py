@@ -1,0 +1,1 @@
+"""Prefect flows: thin over the engine (claim work, call postsale, record artifacts)."""

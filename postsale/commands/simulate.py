@@ -1,0 +1,60 @@
+"""`postsale simulate`: replay events on a virtual clock; print every decision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from postsale.cli_app import app, console, err_console
+from postsale.commands._common import fail, parse_until, read_input, settings
+from postsale.events import decode_batch, parse_batch
+from postsale.spec.catalog import load_catalog
+
+STYLE = {"sent": "green", "held": "yellow", "skipped": "magenta", "suppressed": "red",
+         "exited": "dim", "entered": "cyan", "alert": "bold red"}
+
+
+@app.command()
+def simulate(
+    events: str = typer.Option(..., "--events", help="Events file (JSON array, object or NDJSON; '-' for stdin)."),
+    until: str = typer.Option(None, "--until", help="Stop at this RFC 3339 time (default: 60 days after the last event)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object a line, in time order."),
+    journeys: Path = typer.Option(None, help="Journeys folder (default POSTSALE_JOURNEYS)."),
+    templates: Path = typer.Option(None, help="Templates folder (default POSTSALE_TEMPLATES)."),
+) -> None:
+    """Run the journeys on a virtual clock and a throwaway database, sending nothing.
+
+    The clock starts at the first event, applies each event at its occurred_at and jumps
+    straight to the next due moment. Times are UTC.
+    """
+    from postsale.store.simulate import simulate as run_simulation
+    cfg = settings()
+    journeys = journeys or cfg.journeys
+    templates = templates or cfg.templates
+    stop = parse_until(until)
+    good, rejected = parse_batch(decode_batch(read_input(events)))
+    for r in rejected:
+        err_console.print(f"[red]rejected[/] event #{r.index} ({r.event_id or 'no id'}): {r.field}: {r.reason}")
+    catalog = load_catalog(journeys, templates)
+    for problem in catalog.errors:
+        err_console.print(f"[yellow]skipping:[/] {problem}")
+    if not catalog.journeys:
+        fail(f"no valid journey in {journeys}", hint="run: postsale validate")
+    result = run_simulation([e for _, e in good], journeys=journeys, templates=templates, until=stop)
+    for dup in result.duplicates:
+        err_console.print(f"[dim]duplicate event {dup} ignored[/]")
+    if as_json:
+        for entry in result.timeline:
+            typer.echo(json.dumps(entry, ensure_ascii=False))
+        return
+    table = Table("at (UTC)", "customer", "journey", "step", "action", "template / subject / reason",
+                  title=f"simulation: {len(good)} events")
+    for e in result.timeline:
+        detail = f"{e['template']}: {e['subject']}" if e["action"] == "sent" else e.get("reason", "")
+        style = STYLE.get(e["action"], "")
+        table.add_row(e["at"].replace("T", " ").replace("Z", ""), e["customer"] or "-", e["journey"] or "-",
+                      e["step"] or "-", f"[{style}]{e['action']}[/]" if style else e["action"], detail)
+    console.print(table)

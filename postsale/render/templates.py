@@ -1,0 +1,275 @@
+"""The Jinja2 renderer: ``templates/NAME.html.j2`` → a ready ``RenderedEmail``.
+
+Each template extends ``_layout.html.j2`` and fills the blocks ``subject``, ``preheader``
+(optional) and ``body``. ``NAME.it.html.j2`` wins for a customer whose locale is ``it`` or
+``it-ch``; ``NAME.txt.j2`` (or ``NAME.it.txt.j2``) replaces the text part derived from the HTML.
+
+Everything runs in the shared sandbox with strict undefined names. Any failure becomes a
+``TemplateRenderError`` (a ``RenderError``) that says ``file:line: what went wrong``, so that
+``postsale validate`` can point at the line and the engine can skip the message with a reason.
+
+Compiled templates are cached per (name, locale) for the life of the renderer, and Jinja's
+own reload check is off: a changed template is picked up by a new renderer (a new catalogue
+load), not by a ``stat`` on every one of thousands of renders a second.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+import traceback
+import unicodedata
+from dataclasses import dataclass
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from markupsafe import escape
+
+from postsale.errors import RenderError
+from postsale.links import Links
+from postsale.render.text import html_to_text
+from postsale.render.types import RenderedEmail, RenderRequest
+from postsale.sandbox import make_environment
+from postsale.spec.model import Category, Policy, QuestionType, SurveyDef
+
+LAYOUT = "_layout.html.j2"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*$")
+_TAGS = re.compile(r"<[^>]*>")
+# Remote stylesheets would make rendering fetch from the network: never.
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+class TemplateRenderError(RenderError):
+    """A RenderError that knows the template file and line it is about (line 0: unknown)."""
+
+    def __init__(self, reason: str, *, file: str = "", line: int = 0) -> None:
+        self.reason, self.file, self.line = reason, file, line
+        where = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
+        super().__init__(f"{where}{reason}")
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    html: Template
+    text: Template | None
+    file: str                              # the HTML file that won, for messages
+    lang: str                              # the variant's locale, "en" for the base file
+
+
+def locale_candidates(locale: str | None) -> list[str]:
+    """``it-ch`` → ``["it-ch", "it"]``: most specific first; the base file comes after."""
+    if not locale:
+        return []
+    parts = locale.lower().replace("_", "-").split("-")
+    return ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def _one_line(text: str) -> str:
+    """Header-safe text from a rendered block: no tags, no entities, no control characters."""
+    text = htmllib.unescape(_TAGS.sub("", text))
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    return " ".join(text.split())
+
+
+def _mail_domain(sender: str) -> str:
+    address = parseaddr(sender)[1]
+    return address.rpartition("@")[2] or "localhost"
+
+
+class TemplateRenderer:
+    """Renders a ``RenderRequest``; a ``postsale.render.types.Renderer``."""
+
+    def __init__(self, templates_dir: Path, policy: Policy, links: Links) -> None:
+        self.templates_dir = Path(templates_dir)
+        self.policy = policy
+        self.links = links
+        loader = FileSystemLoader(str(self.templates_dir))
+        self._html_env = make_environment(loader, autoescape=True)
+        self._text_env = make_environment(loader, autoescape=False)   # plain text: no entities
+        for env in (self._html_env, self._text_env):
+            env.auto_reload = False
+        self._cache: dict[tuple[str, str | None], _Compiled] = {}
+        self._domain = _mail_domain(policy.sender.from_)
+        name, address = parseaddr(policy.sender.from_)
+        self._policy_scope = {
+            "postal_address": policy.postal_address,
+            "public_url": policy.public_url,
+            "sender": {"from": policy.sender.from_, "name": name or address, "email": address,
+                       "reply_to": policy.sender.reply_to or address},
+        }
+
+    # ------------------------------------------------------------ public
+
+    def __call__(self, request: RenderRequest) -> RenderedEmail:
+        locale = request.locale or (request.scope.get("customer") or {}).get("locale")
+        compiled = self.compile(request.template, locale)
+        scope = self._scope(request, compiled.lang)
+        html, subject, preheader = self._render_html(compiled, scope)
+        subject = _one_line(subject)
+        if not subject:
+            raise TemplateRenderError("the subject block is empty or missing; add "
+                                      "{% block subject %}...{% endblock %}", file=compiled.file)
+        text = self._render_text(compiled, scope) if compiled.text else html_to_text(html)
+        if request.category == Category.marketing:
+            self._check_marketing(compiled, html, text, scope["unsubscribe_url"])
+        try:
+            inlined = _INLINER.inline(html)
+        except (css_inline.InlineError, ValueError) as exc:
+            raise TemplateRenderError(f"CSS could not be inlined: {exc}", file=compiled.file) from exc
+        return RenderedEmail(subject=subject, html=inlined, text=text,
+                             preheader=_one_line(preheader), template_file=compiled.file,
+                             headers=self._headers(scope["unsubscribe_url"]))
+
+    def compile(self, template: str, locale: str | None = None) -> _Compiled:
+        """The compiled HTML (and text) template for this name and locale, cached."""
+        key = (template, locale.lower() if locale else None)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._cache[key] = self._load(template, locale)
+        return compiled
+
+    def file_of(self, name: str) -> str:
+        return str(self.templates_dir / name)
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self, template: str, locale: str | None) -> _Compiled:
+        if not _NAME.match(template):
+            raise TemplateRenderError(f"bad template name {template!r}: use letters, digits, "
+                                      "'_' and '-' (the file is templates/NAME.html.j2)")
+        for lang in [*locale_candidates(locale), None]:
+            suffix = f".{lang}" if lang else ""
+            html = self._get(self._html_env, f"{template}{suffix}.html.j2")
+            if html is None:
+                continue
+            text = self._get(self._text_env, f"{template}{suffix}.txt.j2")
+            return _Compiled(html, text, self.file_of(f"{template}{suffix}.html.j2"), lang or "en")
+        raise TemplateRenderError(f"template {template!r} not found: create "
+                                  f"{self.file_of(template + '.html.j2')}")
+
+    def _get(self, env: Any, name: str) -> Template | None:
+        try:
+            return env.get_template(name)
+        except TemplateNotFound as exc:
+            if exc.name != name:           # the file exists but includes a missing one
+                raise self._error(exc, name) from exc
+            return None
+        except TemplateError as exc:
+            raise self._error(exc, name) from exc
+
+    # ------------------------------------------------------------ rendering
+
+    def _scope(self, request: RenderRequest, lang: str) -> dict[str, Any]:
+        unsubscribe = self.links.unsubscribe_url(request.customer_id, request.message_id)
+        return {
+            **request.scope,
+            "survey": self._survey(request, request.survey) if request.survey else None,
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": self.links.preferences_url(request.customer_id, request.message_id),
+            "policy": self._policy_scope,
+            "category": Category(request.category).value,
+            "lang": lang,
+        }
+
+    def _survey(self, request: RenderRequest, survey: SurveyDef) -> dict[str, Any]:
+        def url(answer: int | str | None = None) -> str:
+            return self.links.survey_url(request.customer_id, request.message_id, survey.id, answer)
+
+        questions = [{"id": q.id, "text": q.text, "type": q.type.value, "min": q.min, "max": q.max,
+                      "choices": list(q.choices), "optional": q.optional} for q in survey.questions]
+        options: list[dict[str, Any]] = []
+        if survey.questions:
+            first = survey.questions[0]
+            bounds = first.scale()
+            if bounds is not None:
+                options = [{"value": v, "label": str(v), "url": url(v)}
+                           for v in range(bounds[0], bounds[1] + 1)]
+            elif first.type is QuestionType.choice:
+                # The answer page takes the choice's position: safe in a URL, stable to edits
+                # of the wording only if the order is kept.
+                options = [{"value": i, "label": c, "url": url(i)} for i, c in enumerate(first.choices)]
+        return {"id": survey.id, "url": url(), "questions": questions,
+                "question": questions[0] if questions else None, "options": options}
+
+    def _render_html(self, compiled: _Compiled, scope: dict[str, Any]) -> tuple[str, str, str]:
+        template = compiled.html
+        env = self._html_env
+        try:
+            context = template.new_context(scope)
+            html = env.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+            # After the full render the context holds the layout's blocks too, so super() works.
+            blocks = context.blocks
+            subject = env.concat(blocks["subject"][0](context)) if "subject" in blocks else ""  # type: ignore[attr-defined]
+            preheader = env.concat(blocks["preheader"][0](context)) if "preheader" in blocks else ""  # type: ignore[attr-defined]
+        except Exception as exc:
+            try:
+                env.handle_exception()
+            except Exception as rewritten:
+                raise self._error(rewritten, compiled.file) from exc
+            raise  # pragma: no cover - handle_exception always raises
+        if "body" not in blocks:
+            raise TemplateRenderError("no body block: add {% block body %}...{% endblock %} "
+                                      f"and {{% extends \"{LAYOUT}\" %}}", file=compiled.file)
+        return html, subject, preheader
+
+    def _render_text(self, compiled: _Compiled, scope: dict[str, Any]) -> str:
+        assert compiled.text is not None
+        try:
+            return compiled.text.render(scope)
+        except Exception as exc:
+            raise self._error(exc, compiled.text.filename or compiled.file) from exc
+
+    def _check_marketing(self, compiled: _Compiled, html: str, text: str, unsubscribe: str) -> None:
+        address = self.policy.postal_address.strip()
+        if not address:
+            raise TemplateRenderError("marketing email needs policy.postal_address: set it in "
+                                      "journeys/policy.yaml", file=compiled.file)
+        for part, body in (("HTML", html), ("text", text)):
+            if unsubscribe not in body and str(escape(unsubscribe)) not in body:
+                raise TemplateRenderError(
+                    f"marketing email without the unsubscribe link in its {part} part: keep "
+                    f"{{{{ unsubscribe_url }}}} in {LAYOUT} (or in the .txt.j2 file)", file=compiled.file)
+        if address not in html and str(escape(address)) not in html:
+            raise TemplateRenderError(
+                f"marketing email without the postal address: keep {{{{ policy.postal_address }}}} "
+                f"in {LAYOUT}", file=compiled.file)
+
+    def _headers(self, unsubscribe: str) -> dict[str, str]:
+        return {
+            "List-Unsubscribe": f"<mailto:unsubscribe@{self._domain}?subject=unsubscribe>, <{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+    # ------------------------------------------------------------ errors
+
+    def _error(self, exc: BaseException, file: str) -> TemplateRenderError:
+        """A marketer-readable error at the template line Jinja blames, when it names one."""
+        if isinstance(exc, TemplateRenderError):
+            return exc
+        line = 0
+        if isinstance(exc, TemplateSyntaxError):
+            file = exc.filename or (self.file_of(exc.name) if exc.name else file)
+            line = exc.lineno or 0
+            reason = f"syntax error: {exc.message}"
+        else:
+            # Jinja rewrites the traceback so that template frames carry the template file
+            # and line: the innermost one is where it went wrong.
+            for frame in traceback.extract_tb(exc.__traceback__):
+                if frame.filename.endswith(".j2"):
+                    file, line = frame.filename, frame.lineno or 0
+            reason = _reason(exc)
+        return TemplateRenderError(reason, file=file, line=line)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TemplateNotFound):
+        return f"template {exc.name!r} (extended or included) not found"
+    if isinstance(exc, SecurityError):
+        return f"not allowed in a template: {exc}"
+    if isinstance(exc, UndefinedError):
+        return f"undefined name: {exc} (check the spelling, or guard it with `is defined`)"
+    return f"{type(exc).__name__}: {exc}"

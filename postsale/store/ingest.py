@@ -1,0 +1,317 @@
+"""Ingest: events in, customers and runs updated, in one transaction a batch.
+
+Each event is validated alone (a bad one is rejected naming its field, the rest go through),
+stored under its id (a duplicate insert is the dedupe: guarantee 1), and then applied: the
+customer upserted, purchases recorded for incident fan-out, tickets counted, suppressions
+applied at once, survey answers stored, runs exited (`exit_when`), woken (`wait_for`) or
+started (triggers, with the `reentry` rules).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from models import Customer as CustomerRow
+from models import Event as EventRow
+from models import Purchase, Run, SurveyResponse, Suppression, Timeline
+from postsale.errors import ExpressionError
+from postsale.events import (SUPPRESSING_TYPES, Event, Rejected, decode_batch, parse_batch,
+                             parse_timestamp)
+from postsale.engine.types import RunStatus
+from postsale.sandbox import Answers, truthy
+from postsale.spec.model import Journey
+from postsale.store.context import Context
+from postsale.store.runs import aware, context_of, to_state
+from postsale.store.sql import email_hash, insert_ignore
+
+log = logging.getLogger("postsale.ingest")
+
+UNFINISHED = (RunStatus.active.value, RunStatus.waiting.value, RunStatus.held.value)
+_RUN_NS = uuid.UUID("6f1c1a43-4a0e-4d1b-9a1e-5d3b2c0f7e11")
+
+
+@dataclass
+class IngestResult:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    entered: list[str] = field(default_factory=list)          # run ids started
+    customers: set[str] = field(default_factory=set)          # customers whose runs changed
+
+    def merge(self, other: "IngestResult") -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.entered += other.entered
+        self.customers |= other.customers
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": len(self.accepted), "duplicate": len(self.duplicates),
+                "rejected": [r.to_json() for r in self.rejected], "duplicates": self.duplicates,
+                "entered": len(self.entered)}
+
+
+def ingest_text(ctx: Context, text: str) -> IngestResult:
+    """One object, an array or NDJSON, as posted or read from a file."""
+    return ingest_items(ctx, decode_batch(text))
+
+
+def ingest_items(ctx: Context, items: list[Any]) -> IngestResult:
+    good, bad = parse_batch(items)
+    result = ingest_events(ctx, [event for _, event in good])
+    result.rejected = bad + result.rejected
+    return result
+
+
+def ingest_events(ctx: Context, events: Iterable[Event]) -> IngestResult:
+    """Store and apply validated events, in the order given, in one transaction."""
+    result = IngestResult()
+    now = ctx.clock.now()
+    with Session(ctx.engine) as session:
+        for event in events:
+            row = {"id": event.id, "type": event.type, "occurred_at": event.occurred_at,
+                   "received_at": now, "customer_id": event.customer.id if event.customer else None,
+                   "data": event.data,
+                   "customer_snapshot": event.customer.scope() if event.customer else None}
+            if not insert_ignore(session, EventRow, [row], ["id"]):
+                result.duplicates.append(event.id)
+                continue
+            result.accepted.append(event.id)
+            _apply(session, ctx, event, now, result)
+        session.commit()
+    return result
+
+
+# ---------------------------------------------------------------- effects of one event
+
+def _apply(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
+    if event.customer is not None:
+        _upsert_customer(session, event, now)
+        result.customers.add(event.customer.id)
+    if event.type == "order.placed":
+        _record_purchases(session, event)
+    elif event.type in ("ticket.opened", "ticket.resolved"):
+        _count_ticket(session, event, now, result)
+    elif event.type in SUPPRESSING_TYPES and event.customer is not None:
+        suppress(session, event.customer.email, SUPPRESSING_TYPES[event.type], source=event.id, now=now)
+    elif event.type == "survey.answered" and event.customer is not None:
+        _store_answers(session, event, now)
+    if event.customer is not None:
+        _exit_runs(session, ctx, event, now, result)
+        _wake_waiting(session, ctx, event, now, result)
+    _start_triggered(session, ctx, event, now, result)
+
+
+def _upsert_customer(session: Session, event: Event, now: datetime) -> None:
+    c = event.customer
+    assert c is not None
+    row = session.get(CustomerRow, c.id)
+    if row is None:
+        row = CustomerRow(id=c.id, email=c.email, name=c.name, timezone=c.timezone, locale=c.locale,
+                          attributes=dict(c.attributes), created_at=now, updated_at=now)
+        session.add(row)
+    else:
+        row.email = c.email
+        row.name = c.name or row.name
+        row.timezone = c.timezone if c.timezone != "UTC" or not row.timezone else row.timezone
+        row.locale = c.locale or row.locale
+        if c.attributes:
+            row.attributes = {**(row.attributes or {}), **c.attributes}
+        row.updated_at = now
+    session.flush()
+
+
+def _record_purchases(session: Session, event: Event) -> None:
+    assert event.customer is not None
+    skus = {str(item.get("sku")) for item in event.data.get("items") or []
+            if isinstance(item, dict) and item.get("sku")}
+    insert_ignore(session, Purchase, [
+        {"event_id": event.id, "customer_id": event.customer.id, "sku": sku,
+         "purchased_at": event.occurred_at} for sku in sorted(skus)], ["event_id", "sku"])
+
+
+def _count_ticket(session: Session, event: Event, now: datetime, result: IngestResult) -> None:
+    if event.customer is None:
+        return
+    row = session.get(CustomerRow, event.customer.id)
+    if event.type == "ticket.opened":
+        row.open_tickets += 1
+        return
+    row.open_tickets = max(0, row.open_tickets - 1)
+    if row.open_tickets == 0:  # held marketing may go again: wake it now
+        for run in session.scalars(select(Run).where(Run.customer_id == row.id,
+                                                     Run.status == RunStatus.held.value)):
+            run.status = RunStatus.active.value
+            run.next_run_at = now
+            result.customers.add(row.id)
+
+
+def suppress(session: Session, email: str, reason: str, *, source: str | None, now: datetime,
+             scope: str = "marketing") -> None:
+    insert_ignore(session, Suppression, [{"email_hash": email_hash(email), "reason": reason,
+                                          "scope": scope, "source": source, "created_at": now}],
+                  ["email_hash"])
+
+
+def _store_answers(session: Session, event: Event, now: datetime) -> None:
+    assert event.customer is not None
+    survey, answers = str(event.data["survey"]), dict(event.data["answers"])
+    journey_id = event.data.get("journey")
+    message_id = event.data.get("message_id")
+    existing = session.scalars(select(SurveyResponse).where(
+        SurveyResponse.customer_id == event.customer.id, SurveyResponse.survey == survey,
+        SurveyResponse.message_id == message_id if message_id else SurveyResponse.message_id.is_(None))).first()
+    if existing:  # answering twice updates, never duplicates
+        existing.answers = {**existing.answers, **answers}
+        existing.status, existing.updated_at, existing.event_id = "final", now, event.id
+    else:
+        session.add(SurveyResponse(message_id=message_id, run_id=event.data.get("run_id"),
+                                   customer_id=event.customer.id, journey_id=journey_id, survey=survey,
+                                   answers=answers, status="final", event_id=event.id,
+                                   created_at=now, updated_at=now))
+    query = select(Run).where(Run.customer_id == event.customer.id, Run.status.in_(UNFINISHED))
+    if journey_id:
+        query = query.where(Run.journey_id == journey_id)
+    for run in session.scalars(query):
+        ctx = dict(run.context or {})
+        merged = {**(ctx.get("answers") or {})}
+        merged[survey] = {**merged.get(survey, {}), **answers}
+        ctx["answers"] = merged
+        run.context = ctx
+    session.flush()
+
+
+def _unfinished_runs(session: Session, customer_id: str) -> list[Run]:
+    return list(session.scalars(select(Run).where(Run.customer_id == customer_id,
+                                                  Run.status.in_(UNFINISHED))))
+
+
+def _exit_runs(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
+    assert event.customer is not None
+    for run in _unfinished_runs(session, event.customer.id):
+        journey = ctx.versions.journey(run.version_id)
+        if journey is None or event.type not in journey.exit_when:
+            continue
+        if aware(run.entered_at) > event.occurred_at:
+            continue
+        end_run(session, run, now, f"exit_when {event.type}")
+
+
+def end_run(session: Session, run: Run, now: datetime, reason: str, *, status: str = "exited") -> None:
+    run.status, run.next_run_at, run.ended_at, run.exit_reason = status, None, now, reason
+    run.waiting_for, run.updated_at = None, now
+    session.add(Timeline(at=now, customer_id=run.customer_id, journey_id=run.journey_id, run_id=run.id,
+                         step_id=run.step_id, action="exited", reason=reason))
+
+
+def _wake_waiting(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
+    assert event.customer is not None
+    for run in session.scalars(select(Run).where(Run.customer_id == event.customer.id,
+                                                 Run.status == RunStatus.waiting.value,
+                                                 Run.waiting_for == event.type)):
+        run_ctx = dict(run.context or {})
+        run_ctx["wake_event"] = event.scope()
+        run.context = run_ctx
+        run.status, run.next_run_at, run.updated_at = RunStatus.active.value, now, now
+        result.customers.add(run.customer_id)
+
+
+# ---------------------------------------------------------------- starting runs
+
+def _start_triggered(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
+    journeys = [j for j in ctx.catalog.journeys.values() if j.trigger.event == event.type]
+    if not journeys:
+        return
+    for customer in _audience(session, event):
+        scope = {"customer": customer, "event": event.scope(), "data": event.data, "now": now,
+                 "answers": Answers(), "waited": None}
+        for journey in journeys:
+            if journey.trigger.condition:
+                try:
+                    if not truthy(journey.trigger.condition, {**scope, "journey": _journey_scope(journey)}):
+                        continue
+                except ExpressionError as exc:
+                    session.add(Timeline(at=now, customer_id=customer["id"], journey_id=journey.id,
+                                         action="skipped", reason=f"trigger condition failed: {exc}"))
+                    continue
+            run_id = enroll(session, ctx, journey, customer["id"], trigger=event.scope(), answers={},
+                            key=f"{event.id}/{journey.id}/{customer['id']}", now=now,
+                            trigger_event_id=event.id)
+            if run_id:
+                result.entered.append(run_id)
+                result.customers.add(customer["id"])
+
+
+def _audience(session: Session, event: Event) -> list[dict[str, Any]]:
+    """The customers an event concerns: its own, or every purchaser of an incident's SKUs."""
+    if not event.is_broadcast:
+        assert event.customer is not None
+        return [event.customer.scope()]
+    query = select(Purchase.customer_id).where(Purchase.sku.in_(event.data["skus"]))
+    if event.data.get("purchased_after"):
+        query = query.where(Purchase.purchased_at >= parse_timestamp(event.data["purchased_after"]))
+    if event.data.get("purchased_before"):
+        query = query.where(Purchase.purchased_at <= parse_timestamp(event.data["purchased_before"]))
+    ids = sorted(set(session.scalars(query.distinct())))
+    rows = session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids), CustomerRow.email.is_not(None)))
+    return [customer_scope(row) for row in rows]
+
+
+def customer_scope(row: CustomerRow) -> dict[str, Any]:
+    return {"id": row.id, "email": row.email, "name": row.name, "timezone": row.timezone,
+            "locale": row.locale, "attributes": dict(row.attributes or {})}
+
+
+def _journey_scope(journey: Journey) -> dict[str, str]:
+    return {"id": journey.id, "name": journey.name, "touchpoint": journey.touchpoint.value,
+            "category": journey.category.value}
+
+
+def enroll(session: Session, ctx: Context, journey: Journey, customer_id: str, *, trigger: dict[str, Any],
+           answers: dict[str, Any], key: str, now: datetime, trigger_event_id: str | None = None,
+           reason: str | None = None) -> str | None:
+    """Start a run unless the reentry rules say no; returns the new run id.
+
+    The run id derives from what started it (event × journey × customer, or parent run × step), so
+    the same cause can never start two runs.
+    """
+    version_id = ctx.versions.current_id(journey.id)
+    if version_id is None:
+        return None
+    previous = list(session.execute(
+        select(Run.status, Run.entered_at).where(Run.customer_id == customer_id, Run.journey_id == journey.id)))
+    mode = journey.reentry.mode
+    if mode != "always" and any(status in UNFINISHED for status, _ in previous):
+        return None  # one active run per journey
+    if mode == "never" and previous:
+        return None
+    if mode == "after" and previous:
+        last = max(aware(at) for _, at in previous)
+        if now < last + journey.reentry.after:
+            return None
+    run_id = uuid.uuid5(_RUN_NS, key).hex
+    from postsale.engine.types import RunState
+    state = RunState(run_id=run_id, journey_id=journey.id, customer_id=customer_id, entered_at=now,
+                     next_run_at=now, trigger=trigger, answers=answers)
+    inserted = insert_ignore(session, Run, [{
+        "id": run_id, "customer_id": customer_id, "journey_id": journey.id, "version_id": version_id,
+        "touchpoint": journey.touchpoint.value, "category": journey.category.value,
+        "status": RunStatus.active.value, "step_index": 0, "next_run_at": now, "entered_at": now,
+        "trigger_event_id": trigger_event_id, "context": context_of(state), "updated_at": now}], ["id"])
+    if not inserted:
+        return None
+    session.add(Timeline(at=now, customer_id=customer_id, journey_id=journey.id, run_id=run_id,
+                         action="entered", reason=reason))
+    session.flush()
+    return run_id
+
+
+__all__ = ["IngestResult", "ingest_text", "ingest_items", "ingest_events", "enroll", "end_run",
+           "suppress", "customer_scope", "to_state", "UNFINISHED"]
