@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from postsale.cli_app import err_console
 from postsale.clock import Clock
@@ -25,9 +26,9 @@ def settings() -> Settings:
 
 
 def fail(message: str, *, hint: str = "", code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint:
-        err_console.print(f"[dim]{hint}[/]")
+        err_console.print(f"[dim]{escape(hint)}[/]", highlight=False)
     raise typer.Exit(code)
 
 
@@ -35,7 +36,9 @@ def warn_catalog(catalog: Catalog) -> None:
     """Running commands go on with the good journeys; broken ones are named, not hidden."""
     for problem in catalog.problems:
         if problem.is_error:
-            err_console.print(f"[yellow]skipping:[/] {problem}")
+            err_console.print(f"[yellow]problem:[/] {escape(str(problem))}", highlight=False)
+    if catalog.errors:
+        err_console.print("[dim]journeys with errors are left out; run postsale validate for details[/]")
 
 
 def build_context(cfg: Settings, *, clock: Clock | None = None):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from postsale.cli_app import app, console, err_console
@@ -37,10 +38,11 @@ def simulate(
     stop = parse_until(until)
     good, rejected = parse_batch(decode_batch(read_input(events)))
     for r in rejected:
-        err_console.print(f"[red]rejected[/] event #{r.index} ({r.event_id or 'no id'}): {r.field}: {r.reason}")
+        err_console.print(f"[red]rejected[/] event #{r.index} ({escape(r.event_id or 'no id')}): "
+                          f"{escape(r.field)}: {escape(r.reason)}", highlight=False)
     catalog = load_catalog(journeys, templates)
     for problem in catalog.errors:
-        err_console.print(f"[yellow]skipping:[/] {problem}")
+        err_console.print(f"[yellow]left out:[/] {escape(str(problem))}", highlight=False)
     if not catalog.journeys:
         fail(f"no valid journey in {journeys}", hint="run: postsale validate")
     result = run_simulation([e for _, e in good], journeys=journeys, templates=templates, until=stop)

@@ -18,7 +18,7 @@ from postsale.spec.model import Cap, Category, Policy
 # calendar arithmetic on it.
 NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
-Constraint = tuple[datetime, "str | None"]
+Constraint = tuple[datetime, str | None]
 
 
 def earliest_send(now: datetime, history: Iterable[SentRecord], *, journey_id: str,

@@ -68,6 +68,14 @@ def locale_candidates(locale: str | None) -> list[str]:
     return ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
+def and_list(values: Any, word: str = "and") -> str:
+    """``["kettle", "mug", "tray"] | and_list`` → ``kettle, mug and tray`` (``and_list('e')``)."""
+    items = [str(v) for v in values]
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
 def _one_line(text: str) -> str:
     """Header-safe text from a rendered block: no tags, no entities, no control characters."""
     text = htmllib.unescape(_TAGS.sub("", text))
@@ -92,6 +100,7 @@ class TemplateRenderer:
         self._text_env = make_environment(loader, autoescape=False)   # plain text: no entities
         for env in (self._html_env, self._text_env):
             env.auto_reload = False
+            env.filters["and_list"] = and_list
         self._cache: dict[tuple[str, str | None], _Compiled] = {}
         self._domain = _mail_domain(policy.sender.from_)
         name, address = parseaddr(policy.sender.from_)
@@ -211,7 +220,8 @@ class TemplateRenderer:
             except Exception as rewritten:
                 raise self._error(rewritten, compiled.file) from exc
             raise  # pragma: no cover - handle_exception always raises
-        if "body" not in blocks:
+        # Defined by this template, or by one between it and the layout: not only the layout's.
+        if "body" not in template.blocks and len(blocks.get("body", ())) < 2:
             raise TemplateRenderError("no body block: add {% block body %}...{% endblock %} "
                                       f"and {{% extends \"{LAYOUT}\" %}}", file=compiled.file)
         return html, subject, preheader

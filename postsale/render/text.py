@@ -17,7 +17,7 @@ _SKIP = {"head", "style", "script", "title", "template"}
 _VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source",
          "track", "wbr"}
 _PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "table", "pre"}
-_LINE = {"div", "tr", "section", "header", "footer", "article", "center", "dd", "dt", "dl", "li"}
+_LINE = {"div", "tr", "section", "header", "footer", "article", "center", "dd", "dt", "dl"}
 _SPACES = re.compile(r"[ \t\f\v\r\n]+")
 
 

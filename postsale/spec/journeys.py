@@ -32,7 +32,7 @@ from postsale.spec.model import (
     Step, Survey, SurveyDef, Touchpoint, Trigger, Wait, WaitFor, Where,
 )
 from postsale.spec.problems import Problem
-from postsale.spec.yaml_lines import LineDict, LineList, Reader, did_you_mean, load_yaml
+from postsale.spec.yaml_lines import LineDict, Reader, did_you_mean, load_yaml
 
 JOURNEY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+$")
@@ -67,12 +67,12 @@ def parse_journey(text: str, file: str, *, policy: Policy) -> tuple[Journey | No
     r = Reader(file, problems)
     if data is None and r.failed:       # unreadable YAML; duplicate keys alone read on
         return None, r.problems
-    if not isinstance(data, LineDict) or "journey" not in data:
+    if not isinstance(data, LineDict):
         r.error(getattr(data, "line", 1) or 1, "a journey file is a mapping starting with `journey:`",
                 "see SPEC.md §3 for an example")
         return None, r.problems
     journey = _JourneyReader(r, policy).read(data, text)
-    return (None if r.failed else journey), r.problems
+    return (None if r.failed else journey), sorted(r.problems, key=lambda p: p.line)
 
 
 class _JourneyReader:
@@ -145,9 +145,11 @@ class _JourneyReader:
         if "entry" not in m or m["entry"] is None:
             return Reentry()
         e = self.r.mapping(m["entry"], m.line_of("entry"), "entry")
-        if e is None or "reentry" not in e:
+        if e is None:
             return Reentry()
         self.r.check_keys(e, ("reentry",), "entry")
+        if "reentry" not in e:
+            return Reentry()
         value = e["reentry"]
         if value in ("never", "always"):
             return Reentry(mode=value)
@@ -266,7 +268,7 @@ class _JourneyReader:
 
     def _choices(self, q: LineDict, label: str) -> tuple[str, ...] | None:
         if "choices" not in q:
-            self.r.error(q.line, "a choice question needs `choices`", "choices: [Yes, No]")
+            self.r.error(q.line, "a choice question needs `choices`", "list the answers under `choices:`")
             return None
         items = self.r.sequence(q["choices"], q.line_of("choices"), f"{label}.choices")
         if items is None:
@@ -375,7 +377,7 @@ class _JourneyReader:
         if "if" in m and m["if"] is None:
             self.r.error(where.line, "`if` needs an expression")
         if "then" not in m:
-            self.r.error(where.line, "an `if` step needs `then:`", "then: [steps to run when true]")
+            self.r.error(where.line, "an `if` step needs `then:`", "list the steps to run when it is true under `then:`")
         then = self._steps(m.get("then"), m.line_of("then"), "then") if "then" in m else ()
         otherwise = self._steps(m["else"], m.line_of("else"), "else") if "else" in m else ()
         return If(step_id, condition, then, otherwise, where) if condition else None

@@ -1,6 +1,6 @@
 """The journey language as frozen objects (SPEC.md §3 and §5).
 
-YAML is read at the edge (``postsale.spec.loader``) into these dataclasses; the engine never
+YAML is read at the edge (``postsale.spec.journeys``, ``postsale.spec.policy``, ``postsale.spec.catalog``) into these dataclasses; the engine never
 sees a raw dict. Every object remembers the file and line it came from, so that a problem
 found later (at validation or at run time) can still say ``file:line: message``.
 

@@ -73,7 +73,7 @@ def parse_policy(text: str, file: str) -> tuple[Policy, list[Problem]]:
         Policy.hold_marketing_while_ticket_open)
     if "limits" in m:
         values["limits"] = _limits(r, m)
-    return Policy(**values), r.problems
+    return Policy(**values), sorted(r.problems, key=lambda p: p.line)
 
 
 def _address(r: Reader, m: LineDict, key: str, label: str) -> str | None:

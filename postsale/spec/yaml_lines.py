@@ -13,6 +13,7 @@ inside its own anchor (a cycle would send any tree walk into an endless loop), a
 
 One deliberate difference from YAML 1.1: ``10:00`` is a string, not the base-60 integer 600,
 so that ``at: 10:00`` means what its author meant, quoted or not.
+And a key written twice in one mapping is reported (YAML would silently keep the last).
 
 ``Reader`` is the other half: typed accessors over a loaded mapping that record a ``Problem``
 at the right line instead of raising, so one pass reports every mistake in a file.
@@ -281,7 +282,7 @@ class Reader:
         if match and int(match[1]) < 24 and int(match[2]) < 60:
             return time(int(match[1]), int(match[2]))
         self.error(m.line_of(key), f"`{label}` must be a time HH:MM from 00:00 to 23:59, "
-                   f"not {value!r}", 'quote it: "10:00"')
+                   f"not {value!r}", 'like "10:00"')
         return None
 
 
@@ -292,4 +293,5 @@ def _kind(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -62,7 +62,7 @@ def deliver(ctx: Context, transport: Transport, *, batch_size: int = 200, max_ba
 
 
 def _claim(ctx: Context, now: datetime, limit: int) -> list[Message]:
-    with Session(ctx.engine) as session:
+    with Session(ctx.engine, expire_on_commit=False) as session:
         query = (select(Message).where(Message.status == "queued",
                                        or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
                  .order_by(Message.created_at).limit(limit))

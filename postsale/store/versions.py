@@ -7,6 +7,8 @@ file was removed is stopped at its next step (``current_id`` returns None).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -44,11 +46,17 @@ class JourneyVersions:
                 row = session.get(JourneyVersion, version_id)
             if row is None:
                 return None
-            journey, _problems = parse_journey(row.source, row.file, policy=self.catalog.policy)
+            journey, _problems = parse_journey(row.source, row.file, policy=self._lenient_policy())
             if journey is None:
                 return None
             self._by_version[version_id] = journey
         return self._by_version[version_id]
+
+    def _lenient_policy(self):
+        """A stored version was valid when customers entered it: a limit tightened since
+        (fewer survey questions) must not strand the runs already on it."""
+        limits = replace(self.catalog.policy.limits, survey_max_questions=10**6)
+        return replace(self.catalog.policy, limits=limits)
 
     def _register(self) -> dict[str, int]:
         current: dict[str, int] = {}

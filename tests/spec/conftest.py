@@ -9,16 +9,6 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# A small valid journey; tests append steps or swap a line to make one mistake at a time.
-HEADER = """\
-journey: welcome
-name: Welcome
-touchpoint: ongoing_care
-trigger:
-  event: order.delivered
-"""
-
-
 @pytest.fixture
 def spec_journey() -> str:
     return (FIXTURES / "post-purchase.yaml").read_text()

@@ -5,7 +5,6 @@ import textwrap
 from datetime import time, timedelta
 
 import pytest
-from conftest import HEADER
 
 from postsale.spec.journeys import parse_journey
 from postsale.spec.model import (
@@ -14,6 +13,14 @@ from postsale.spec.model import (
 )
 
 FILE = "journeys/welcome.yaml"
+# A small valid journey; tests append steps or swap a line to make one mistake at a time.
+HEADER = """\
+journey: welcome
+name: Welcome
+touchpoint: ongoing_care
+trigger:
+  event: order.delivered
+"""
 
 
 def parse(text: str, policy: Policy = Policy()):
@@ -134,6 +141,11 @@ def test_pre_sale_exit_when_as_written():
     assert journey.exit_when == ("lead.lost",)
 
 
+def test_entry_unknown_key():
+    p = one_error(with_steps("  - send: hi\n", "entry:\n  renetry: always\n"))
+    assert p.line == 9 and p.hint.startswith("did you mean `reentry`?")
+
+
 def test_exit_when_errors():
     found = errors(with_steps("  - send: hi\n", """\
         exit_when:
@@ -186,7 +198,9 @@ def test_unknown_top_level_key_with_hint():
 
 def test_not_a_journey_file():
     assert one_error("- send: hi\n").line == 1
-    assert one_error("name: only\n").line == 1
+    found = errors("name: only\n")
+    assert [p.message for p in found] == ["missing `journey`", "missing `touchpoint`",
+                                          "missing `trigger`", "missing `steps`"]
     assert one_error("").line == 1
 
 
@@ -417,7 +431,7 @@ def test_transactional_journey_cannot_survey():
 
 
 def test_too_many_questions_is_an_error_at_questions_line():
-    four = SURVEY + "".join(f"      - {{id: q{i}, text: Q{i}?, type: text}}\n" for i in range(2))
+    four = SURVEY + "".join(f"      - {{id: q{i}, text: Q{i}, type: text}}\n" for i in range(2))
     p = one_error(with_steps("- survey: nps\n", four))
     assert p.line == 11 and p.hint == "keep surveys concise"
     assert "4 questions" in p.message and "at most 3" in p.message
@@ -434,18 +448,18 @@ def test_unused_survey_is_a_warning():
 
 
 @pytest.mark.parametrize("questions,line,needle", [
-    ("- {id: a, text: A?, type: text}\n- {id: a, text: B?, type: text}", 13, "duplicate question id 'a'"),
-    ("- {id: a, text: A?, type: choice}", 12, "needs `choices`"),
-    ("- {id: a, text: A?, type: choice, choices: [Only]}", 12, "at least two"),
-    ("- {id: a, text: A?, type: text, choices: [x, y]}", 12, "choice questions only"),
-    ("- {id: a, text: A?, type: scale, min: 5, max: 1}", 12, "must be below"),
-    ("- {id: a, text: A?, type: scale, min: 5}", 12, "must be below"),
-    ("- {id: a, text: A?, type: text, max: 3}", 12, "scale and nps"),
-    ("- {id: a, text: A?, type: stars}", 12, "`type`"),
-    ("- {id: a, text: A?}", 12, "missing `type`"),
-    ("- {text: A?, type: text}", 12, "missing `surveys.s.questions.id`"),
-    ("- {id: a, txt: A?, type: text}", 12, "unknown key `txt`"),
-    ("- {id: a, text: A?, type: text, optional: sure}", 12, "true or false"),
+    ("- {id: a, text: A, type: text}\n- {id: a, text: B, type: text}", 13, "duplicate question id 'a'"),
+    ("- {id: a, text: A, type: choice}", 12, "needs `choices`"),
+    ("- {id: a, text: A, type: choice, choices: [Only]}", 12, "at least two"),
+    ("- {id: a, text: A, type: text, choices: [x, y]}", 12, "choice questions only"),
+    ("- {id: a, text: A, type: scale, min: 5, max: 1}", 12, "must be below"),
+    ("- {id: a, text: A, type: scale, min: 5}", 12, "must be below"),
+    ("- {id: a, text: A, type: text, max: 3}", 12, "scale and nps"),
+    ("- {id: a, text: A, type: stars}", 12, "`type`"),
+    ("- {id: a, text: A}", 12, "missing `type`"),
+    ("- {text: A, type: text}", 12, "missing `surveys.s.questions.id`"),
+    ("- {id: a, txt: A, type: text}", 12, "unknown key `txt`"),
+    ("- {id: a, text: A, type: text, optional: sure}", 12, "true or false"),
     ("[]", 11, "is empty"),
 ])
 def test_question_errors(questions, line, needle):
@@ -458,5 +472,5 @@ def test_question_errors(questions, line, needle):
 def test_survey_errors():
     found = errors(with_steps("- survey: s\n", "surveys:\n  s:\n    questions: []\n    tmpl: x\n"))
     assert {(p.line, p.message.split(" ")[0]) for p in found} == {
-        (9, "missing"), (10, "`surveys.s.questions`"), (11, "unknown")}
+        (10, "missing"), (10, "`surveys.s.questions`"), (11, "unknown")}
     assert all("not defined" not in p.message for p in found)   # no second error at the step
