@@ -91,9 +91,11 @@ def demo_events(*, start: datetime, customers: int = 24, tag: str = "demo", seed
             out.append(_event(f"{tag}-r{i}", "order.refunded", t0 + timedelta(days=1), person,
                               {"order_id": order["order_id"], "amount": total}))
     out.append(_event(f"{tag}-incident", "incident.declared", start + timedelta(days=5), None, {
-        "incident_id": f"{tag}-INC-1", "skus": [incident_sku],
-        "title": "Grinder burr may loosen", "summary": "A batch of burr grinders can loosen after a few uses.",
-        "action": "We are shipping a free fixing kit to everyone who bought one.",
+        "incident_id": f"{tag}-INC-1", "skus": [incident_sku], "product": "Burr coffee grinder",
+        "title": "the burr can loosen",
+        "description": "On some grinders from the October batch, the burr can loosen after a few weeks of use.",
+        "action": "We are posting every owner a fixing kit this week, at our cost.",
+        "advice": "Until it arrives, tighten the top ring by hand before each use.",
         "purchased_after": _iso(start - timedelta(days=30))}))
     return out
 

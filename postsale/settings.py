@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(None, alias="POSTSALE_SMTP_URL")
     dispatch_batch_size: int = Field(500, alias="POSTSALE_DISPATCH_BATCH_SIZE")
     dispatch_interval_seconds: float = Field(5.0, alias="POSTSALE_DISPATCH_INTERVAL")
+    shopify_secret: str | None = Field(None, alias="POSTSALE_SHOPIFY_SECRET")   # webhook HMAC key
+    stripe_secret: str | None = Field(None, alias="POSTSALE_STRIPE_SECRET")     # whsec_... signing secret
 
     def require_production_secret(self) -> None:
         """Refuse placeholder secrets where links leave the machine (a real provider)."""

@@ -13,16 +13,19 @@ from postsale.store.report import build_report
 
 
 def print_report(reports, title: str) -> None:
-    table = Table("journey", "entered", "sent", "held", "skipped", "suppressed", "exited", "alerts",
-                  "delivery", "survey scores", title=title)
+    table = Table("journey", "entered", "sent", "held", "skipped", "suppr.", "exited", "alerts", title=title)
     for rep in reports:
-        c = rep.counts
+        table.add_row(rep.journey, *[str(rep.counts.get(a, 0)) for a in
+                                     ("entered", "sent", "held", "skipped", "suppressed", "exited", "alert")])
+    console.print(table)
+    details = Table("journey", "delivery", "survey scores", title="delivery and surveys")
+    for rep in reports:
         scores = ", ".join(f"{k} {sum(v) / len(v):.1f} (n={len(v)})" for k, v in rep.scores.items() if v)
         delivery = ", ".join(f"{k} {v}" for k, v in sorted(rep.delivery.items()))
-        table.add_row(rep.journey, *[str(c.get(a, 0)) for a in
-                                     ("entered", "sent", "held", "skipped", "suppressed", "exited", "alert")],
-                      delivery or "-", scores or "-")
-    console.print(table)
+        if scores or delivery:
+            details.add_row(rep.journey, delivery or "-", scores or "-")
+    if details.row_count:
+        console.print(details)
     reasons = [(rep.journey, reason, n) for rep in reports for reason, n in rep.skipped_by_reason.most_common()]
     if reasons:
         skipped = Table("journey", "skipped or suppressed because", "count", title="skip reasons")
