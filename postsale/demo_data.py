@@ -30,7 +30,7 @@ PEOPLE = [
 
 
 def _iso(at: datetime) -> str:
-    return at.isoformat()
+    return at.replace(microsecond=0).isoformat()
 
 
 def _customer(index: int, tag: str, rng: random.Random) -> dict[str, Any]:

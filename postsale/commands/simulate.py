@@ -52,11 +52,12 @@ def simulate(
         for entry in result.timeline:
             typer.echo(json.dumps(entry, ensure_ascii=False))
         return
-    table = Table("at (UTC)", "customer", "journey", "step", "action", "template / subject / reason",
-                  title=f"simulation: {len(good)} events")
+    table = Table("at (UTC)", "customer", "journey / step", "action", "subject or reason",
+                  title=f"simulation: {len(good)} events", expand=True)
     for e in result.timeline:
-        detail = f"{e['template']}: {e['subject']}" if e["action"] == "sent" else e.get("reason", "")
+        detail = e["subject"] if e["action"] == "sent" else e.get("reason", "")
+        where = e["journey"] or "-" if not e["step"] else f"{e['journey']} / {e['step']}"
         style = STYLE.get(e["action"], "")
-        table.add_row(e["at"].replace("T", " ").replace("Z", ""), e["customer"] or "-", e["journey"] or "-",
-                      e["step"] or "-", f"[{style}]{e['action']}[/]" if style else e["action"], detail)
+        table.add_row(e["at"][:16].replace("T", " "), e["customer"] or "-", where,
+                      f"[{style}]{e['action']}[/]" if style else e["action"], escape(detail or ""))
     console.print(table)
