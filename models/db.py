@@ -6,7 +6,7 @@ from typing import Callable
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -29,8 +29,12 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables (migrations take over in the PostgreSQL issue)."""
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the newest Alembic revision (cheap when it already is).
+
+    Every process calls this on start; concurrent starts migrate once (see ``models.migrations``).
+    """
+    from models.migrations import upgrade
+    upgrade(engine)
 
 
 def session_factory(engine: Engine) -> Callable[[], Session]:

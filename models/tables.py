@@ -137,6 +137,8 @@ class Message(SQLModel, table=True):
     sent_at: Optional[datetime] = _ts()
     next_attempt_at: Optional[datetime] = _ts()
     delivery_state: Optional[str] = Field(default=None, max_length=32)   # delivered, opened, bounced...
+    # crash/timeout reconciliation (postsale.store.delivery): uncertain | resent | evidence
+    reconcile: Optional[str] = Field(default=None, max_length=16)
 
     __table_args__ = (
         UniqueConstraint("run_id", "step_id", name="uq_messages_run_step"),

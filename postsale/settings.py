@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     sendgrid_host: str = Field("https://api.sendgrid.com", alias="POSTSALE_SENDGRID_HOST")
     sendgrid_webhook_public_key: str | None = Field(None, alias="POSTSALE_SENDGRID_WEBHOOK_PUBLIC_KEY")
     smtp_url: str | None = Field(None, alias="POSTSALE_SMTP_URL")
+    # delivery (issue 5): provider timeout and concurrency, SendGrid's unsubscribe group for
+    # marketing mail, the webhook's timestamp age limit, and how long a message whose send
+    # had an unknown outcome waits for provider evidence before it is resent once.
+    delivery_timeout: float = Field(10.0, gt=0, alias="POSTSALE_DELIVERY_TIMEOUT")
+    sendgrid_concurrency: int = Field(8, ge=1, le=64, alias="POSTSALE_SENDGRID_CONCURRENCY")
+    sendgrid_unsubscribe_group: int | None = Field(None, alias="POSTSALE_SENDGRID_UNSUBSCRIBE_GROUP")
+    sendgrid_webhook_max_age: float = Field(600.0, gt=0, alias="POSTSALE_SENDGRID_WEBHOOK_MAX_AGE")
+    delivery_reconcile_after: float = Field(900.0, gt=0, alias="POSTSALE_DELIVERY_RECONCILE_AFTER")
     dispatch_batch_size: int = Field(500, alias="POSTSALE_DISPATCH_BATCH_SIZE")
     dispatch_interval_seconds: float = Field(5.0, alias="POSTSALE_DISPATCH_INTERVAL")
     shopify_secret: str | None = Field(None, alias="POSTSALE_SHOPIFY_SECRET")   # webhook HMAC key

@@ -20,11 +20,11 @@ from postsale.cli_app import app, console, err_console
 from postsale.errors import InvalidEvent, RenderError
 from postsale.events import Event, parse_event
 from postsale.links import Links
-from postsale.render.checks import _sendings
+from postsale.render.checks import sendings
 from postsale.render.lint import lint_email
 from postsale.render.templates import TemplateRenderer
 from postsale.render.types import RenderRequest
-from postsale.samples import sample_event, sample_scope
+from postsale.samples import sample_customer, sample_event, sample_scope
 from postsale.settings import load_settings
 from postsale.spec.catalog import load_catalog
 from postsale.spec.model import Journey
@@ -83,20 +83,21 @@ def preview(
                     f"journeys you can preview: {known}"
                     + (f"\nproblems in the folder (run `postsale validate`):\n{errors}" if errors else ""))
 
-    sendings = {s.id: (s, t, c, sv) for s, t, c, sv in _sendings(found)}
-    if step not in sendings:
+    by_id = {s.id: (s, t, c, sv) for s, t, c, sv in sendings(found)}
+    if step not in by_id:
         kinds = {s.id: type(s).__name__.lower() for s in found.walk()}
         what = f"step {step!r} is a {kinds[step]} step: it sends nothing" if step in kinds \
             else f"journey {journey!r} has no step {step!r}"
-        raise _fail(what, f"steps that send an email: {', '.join(sendings) or 'none'}")
-    _, template, category, survey = sendings[step]
+        raise _fail(what, f"steps that send an email: {', '.join(by_id) or 'none'}")
+    _, template, category, survey = by_id[step]
 
     the_event = _read_event(event, found) if event else sample_event(found.trigger.event)
-    customer = the_event.customer
-    if locale and customer is not None:
+    customer = the_event.customer or sample_customer()   # incidents name no customer
+    if locale:
         customer = replace(customer, locale=locale.lower().replace("_", "-"))
     scope = sample_scope(found, the_event, customer)
-    renderer = TemplateRenderer(templates_dir, catalog.policy, Links(settings.secret, catalog.policy.public_url))
+    links = Links(settings.secret, catalog.policy.public_url)
+    renderer = TemplateRenderer(templates_dir, catalog.policy, links)
     request = RenderRequest(template=template, category=category, scope=scope,
                             message_id=f"preview-{journey}-{step}", customer_id=scope["customer"]["id"],
                             locale=scope["customer"]["locale"], survey=survey)

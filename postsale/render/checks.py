@@ -37,7 +37,7 @@ def check_templates(catalog: Any, templates_dir: Path) -> list[Problem]:
     renderer = TemplateRenderer(templates_dir, policy, Links(DEV_SECRET, policy.public_url))
     problems = syntax_problems(templates_dir)
     for journey in catalog.journeys.values():
-        for step, template, category, survey in _sendings(journey):
+        for step, template, category, survey in sendings(journey):
             if not (templates_dir / f"{template}.html.j2").is_file():
                 continue
             for locale in [None, *locale_variants(templates_dir, template)]:
@@ -70,13 +70,14 @@ def syntax_problems(templates_dir: Path) -> list[Problem]:
     return out
 
 
-def _sendings(journey: Journey) -> Iterator[tuple[Step, str, Category, SurveyDef | None]]:
+def sendings(journey: Journey) -> Iterator[tuple[Step, str, Category, SurveyDef | None]]:
+    """(step, template, category, survey) for every step that sends; surveys are marketing."""
     for step in journey.walk():
         if isinstance(step, Send):
             yield step, step.template, journey.category, None
         elif isinstance(step, Survey) and step.survey in journey.surveys:
             survey = journey.surveys[step.survey]
-            yield step, survey.template, Category.marketing, survey   # surveys are marketing
+            yield step, survey.template, Category.marketing, survey
 
 
 def _check_one(renderer: TemplateRenderer, journey: Journey, step: Step, template: str,

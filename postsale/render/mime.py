@@ -5,9 +5,10 @@ headers encoded by ``email.policy.SMTP`` so that non-ASCII display names and sub
 RFC 2047 words. ASCII headers we add (List-Unsubscribe) are folded by hand at their commas
 and written raw: the library would otherwise turn a long URL into encoded words, which mail
 providers do not decode in List-Unsubscribe. Bodies are quoted-printable, so that no transport
-needs 8BITMIME and the ``-- `` signature line keeps its space. Header injection is refused outright: a CR or LF in any value raises
-ValueError instead of being folded or stripped, because a value carrying one was never meant
-to reach a header.
+needs 8BITMIME and the ``-- `` signature line keeps its space.
+
+Header injection is refused outright: a CR or LF in any value raises ValueError instead of
+being folded or stripped, because a value carrying one was never meant to reach a header.
 """
 
 from __future__ import annotations

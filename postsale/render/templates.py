@@ -8,9 +8,14 @@ Everything runs in the shared sandbox with strict undefined names. Any failure b
 ``TemplateRenderError`` (a ``RenderError``) that says ``file:line: what went wrong``, so that
 ``postsale validate`` can point at the line and the engine can skip the message with a reason.
 
-Compiled templates are cached per (name, locale) for the life of the renderer, and Jinja's
-own reload check is off: a changed template is picked up by a new renderer (a new catalogue
-load), not by a ``stat`` on every one of thousands of renders a second.
+Besides the names of SPEC §3 and §4, templates see ``category`` (``marketing`` or
+``transactional``: the layout shows the unsubscribe footer on marketing) and ``lang`` (the
+locale of the file that won, ``en`` for the base file), and have one extra filter,
+``and_list`` (``["kettle", "mug"] | and_list`` → ``kettle and mug``).
+
+Compiled templates are cached per name and winning variant for the life of the renderer, and
+Jinja's own reload check is off: a changed template is picked up by a new renderer (a new
+catalogue load), not by a ``stat`` on every one of thousands of renders a second.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ class TemplateRenderer:
             env.auto_reload = False
             env.filters["and_list"] = and_list
         self._cache: dict[tuple[str, str | None], _Compiled] = {}
+        self._variants: dict[str, dict[str, str]] = {}    # template -> {lowercase locale: suffix}
         self._domain = _mail_domain(policy.sender.from_)
         name, address = parseaddr(policy.sender.from_)
         self._policy_scope = {
@@ -134,11 +140,15 @@ class TemplateRenderer:
                              headers=self._headers(scope["unsubscribe_url"]))
 
     def compile(self, template: str, locale: str | None = None) -> _Compiled:
-        """The compiled HTML (and text) template for this name and locale, cached."""
-        key = (template, locale.lower() if locale else None)
+        """The compiled HTML (and text) template for this name and locale, cached.
+
+        Keyed by the variant that wins, not by the locale asked for: customers' locales are
+        many, a template's variants few.
+        """
+        key = (template, self._variant(template, locale))
         compiled = self._cache.get(key)
         if compiled is None:
-            compiled = self._cache[key] = self._load(template, locale)
+            compiled = self._cache[key] = self._load(*key)
         return compiled
 
     def file_of(self, name: str) -> str:
@@ -146,26 +156,37 @@ class TemplateRenderer:
 
     # ------------------------------------------------------------ loading
 
-    def _load(self, template: str, locale: str | None) -> _Compiled:
+    def _variant(self, template: str, locale: str | None) -> str | None:
+        """The file suffix of the best locale variant (``it`` for ``it-CH``), None for the base."""
         if not _NAME.match(template):
             raise TemplateRenderError(f"bad template name {template!r}: use letters, digits, "
                                       "'_' and '-' (the file is templates/NAME.html.j2)")
-        for lang in [*locale_candidates(locale), None]:
-            suffix = f".{lang}" if lang else ""
-            html = self._get(self._html_env, f"{template}{suffix}.html.j2")
-            if html is None:
-                continue
-            text = self._get(self._text_env, f"{template}{suffix}.txt.j2")
-            return _Compiled(html, text, self.file_of(f"{template}{suffix}.html.j2"), lang or "en")
-        raise TemplateRenderError(f"template {template!r} not found: create "
-                                  f"{self.file_of(template + '.html.j2')}")
+        if not locale:
+            return None
+        variants = self._variants.get(template)
+        if variants is None:
+            path = self.templates_dir / template
+            variants = {}
+            for file in path.parent.glob(f"{path.name}.*.html.j2"):
+                suffix = file.name[len(path.name) + 1:-len(".html.j2")]
+                if "." not in suffix:
+                    variants[suffix.lower()] = suffix
+            self._variants[template] = variants
+        return next((variants[c] for c in locale_candidates(locale) if c in variants), None)
+
+    def _load(self, template: str, variant: str | None) -> _Compiled:
+        name = f"{template}.{variant}" if variant else template
+        html = self._get(self._html_env, f"{name}.html.j2")
+        if html is None:
+            raise TemplateRenderError(f"template {template!r} not found: create "
+                                      f"{self.file_of(template + '.html.j2')}")
+        text = self._get(self._text_env, f"{name}.txt.j2")
+        return _Compiled(html, text, self.file_of(f"{name}.html.j2"), (variant or "en").lower())
 
     def _get(self, env: Any, name: str) -> Template | None:
         try:
             return env.get_template(name)
-        except TemplateNotFound as exc:
-            if exc.name != name:           # the file exists but includes a missing one
-                raise self._error(exc, name) from exc
+        except TemplateNotFound:
             return None
         except TemplateError as exc:
             raise self._error(exc, name) from exc
@@ -207,13 +228,14 @@ class TemplateRenderer:
     def _render_html(self, compiled: _Compiled, scope: dict[str, Any]) -> tuple[str, str, str]:
         template = compiled.html
         env = self._html_env
+        concat = "".join
         try:
             context = template.new_context(scope)
-            html = env.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+            html = concat(template.root_render_func(context))
             # After the full render the context holds the layout's blocks too, so super() works.
             blocks = context.blocks
-            subject = env.concat(blocks["subject"][0](context)) if "subject" in blocks else ""  # type: ignore[attr-defined]
-            preheader = env.concat(blocks["preheader"][0](context)) if "preheader" in blocks else ""  # type: ignore[attr-defined]
+            subject = concat(blocks["subject"][0](context)) if "subject" in blocks else ""
+            preheader = concat(blocks["preheader"][0](context)) if "preheader" in blocks else ""
         except Exception as exc:
             try:
                 env.handle_exception()

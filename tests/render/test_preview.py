@@ -90,3 +90,14 @@ def test_event_missing_what_the_template_needs(tmp_path):
                                 "customer": {"id": "c-1", "email": "a@example.com"}, "data": {"total": 5}}))
     result = invoke("post-purchase", "thank_you", "--event", str(path))
     assert result.exit_code == 1 and "thank_you.html.j2" in result.output and "order_id" in result.output
+
+
+def test_preview_of_a_broadcast_event_without_customer(tmp_path):
+    event = {"id": "inc-1", "type": "incident.declared", "occurred_at": "2026-11-20T10:15:00Z",
+             "data": {"skus": ["KETTLE-1"], "title": "the lid seal can loosen",
+                      "description": "Steam can escape at the side."}}
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(event))
+    out = json.loads(invoke("incident-notice", "incident_notice", "--event", str(path), "--json").output)
+    assert out["subject"] == "About your order: the lid seal can loosen"
+    assert "Steam can escape" in out["text"] and out["warnings"] == []

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 import pytest
 
 from postsale.links import Links
-from postsale.render.checks import _sendings, locale_variants
+from postsale.render.checks import sendings, locale_variants
 from postsale.render.mime import build_mime
 from postsale.render.templates import TemplateRenderer
 from postsale.render.types import RenderRequest
@@ -41,7 +41,7 @@ def shipped_messages() -> dict[str, EmailMessage]:
     out: dict[str, EmailMessage] = {}
     for journey in catalog.journeys.values():
         event = sample_event(journey.trigger.event)
-        for step, template, category, survey in _sendings(journey):
+        for step, template, category, survey in sendings(journey):
             for locale in [None, *locale_variants(SHIPPED_TEMPLATES, template)]:
                 key = f"{journey.id}.{step.id}" + (f".{locale}" if locale else "")
                 message_id = re.sub(r"[^A-Za-z0-9.-]", "-", key)

@@ -234,3 +234,21 @@ def test_and_list():
     assert and_list([]) == "" and and_list(["a"]) == "a"
     assert and_list(["a", "b"]) == "a and b"
     assert and_list(["a", "b", "c"], "e") == "a, b e c"
+
+
+def test_event_data_with_line_breaks_cannot_inject_headers(make_renderer):
+    """End to end: a subject built from event data, through build_mime, parsed back."""
+    import email
+    from datetime import datetime, timezone
+    from email import policy
+
+    from postsale.render.mime import build_mime
+
+    renderer = make_renderer({"hello.html.j2": page("Re: {{ data.title }}", "<p>x</p>")})
+    rendered = renderer(request(data={"title": "Lid\r\nBcc: victim@example.com\r\n\r\nbody"}))
+    msg = build_mime(message_id="m1", from_="Acme <hello@acme.example>", to="ada@example.com",
+                     to_name="Ada", reply_to=None, subject=rendered.subject, html=rendered.html,
+                     text=rendered.text, headers=rendered.headers, date=datetime.now(timezone.utc))
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert parsed["Bcc"] is None
+    assert parsed["Subject"] == "Re: Lid Bcc: victim@example.com body"

@@ -1,0 +1,68 @@
+"""A throwaway PostgreSQL schema per test, on the server ``POSTSALE_TEST_PG_URL`` names.
+
+Each test gets ``CREATE SCHEMA t_<hex>`` and a URL whose connections use it as their search
+path (``?options=-csearch_path%3D...``: it survives ``str(engine.url)`` and subprocesses), and
+the schema is dropped afterwards. Without the variable, or with the server down, tests skip
+with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Iterator
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+ENV = "POSTSALE_TEST_PG_URL"
+
+
+@lru_cache(maxsize=1)
+def _unavailable() -> str | None:
+    url = os.environ.get(ENV)
+    if not url:
+        return f"{ENV} is not set (PostgreSQL tests skipped; .ci/run sets it)"
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to connect is a reason to skip, named
+        return f"PostgreSQL at {ENV} is unreachable: {str(exc).splitlines()[0]}"
+    finally:
+        engine.dispose()
+    return None
+
+
+def require_postgres() -> str:
+    """The server URL, or skip the calling test saying why there is none."""
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    return os.environ[ENV]
+
+
+def schema_url(base: str, schema: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@contextmanager
+def fresh_schema(prefix: str = "t") -> Iterator[str]:
+    """Yield a URL bound to a new, empty schema; drop the schema (and everything in it) after."""
+    base = require_postgres()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema_url(base, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '60s'"))   # fail rather than hang
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
