@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, ctx: Context | None = None, dispatcher: "D
 
     app = FastAPI(title="postsale", version="0.1.0", lifespan=lifespan,
                   description="Post-sale email journeys: events in, links and webhooks (SPEC.md §7).")
+    app.state.ctx, app.state.settings = ctx, settings          # what sendgrid_webhook reads
     app.state.services = Services(settings=settings, ctx=ctx, dispatcher=dispatcher, pages=make_pages(),
                                   max_body_bytes=max_body_bytes, emit_prefect=emit_prefect)
     app.include_router(events.router)

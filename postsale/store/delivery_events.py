@@ -213,7 +213,7 @@ def _engine_event(etype: str, event: DeliveryEvent, message: Message | None, cus
 
 
 def delivery_counts(engine: Engine, *, since: datetime) -> dict[str, Counter]:
-    """Per journey: distinct messages with at least one event of each type since ``since``.
+    """Per journey: of the messages created since ``since``, how many had each event type.
 
     A funnel (an opened message also counts as delivered), unlike ``Message.delivery_state``,
     which holds only the furthest state each message reached.
@@ -224,7 +224,7 @@ def delivery_counts(engine: Engine, *, since: datetime) -> dict[str, Counter]:
                 select(Message.journey_id, DeliveryEventRow.event_type,
                        func.count(func.distinct(DeliveryEventRow.message_id)))
                 .join(Message, Message.id == DeliveryEventRow.message_id)
-                .where(DeliveryEventRow.occurred_at >= since)
+                .where(Message.created_at >= since)
                 .group_by(Message.journey_id, DeliveryEventRow.event_type)):
             counts[journey_id or "-"][event_type] += n
     return dict(counts)

@@ -1,4 +1,8 @@
-"""Small SQL helpers that hide the dialect differences we rely on."""
+"""Small SQL helpers that hide the dialect differences we rely on (SQLite and PostgreSQL).
+
+Both speak ``INSERT ... ON CONFLICT`` and ``RETURNING``; what a statement inserted is read from
+``RETURNING``, never from ``rowcount`` (SQLAlchemy 2.1 with psycopg reports -1 for inserts).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,62 @@ import hashlib
 from typing import Any, Sequence
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+CHUNK = 500   # rows a statement: far below both databases' limits on bound parameters
+
+# PostgreSQL aborts one side of a deadlock or serialization conflict: the retry is the cure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _insert(session: Session, model: Any):
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(model.__table__)
+
+
+def insert_new(session: Session, model: Any, rows: Sequence[dict],
+               conflict: Sequence[str] | None = None) -> list[Any]:
+    """INSERT ... ON CONFLICT DO NOTHING; returns the primary keys of the rows inserted.
+
+    The unique constraint decides what a duplicate is, so concurrent writers can't race a
+    check-then-insert. A row that conflicts with one another transaction is inserting waits
+    for that transaction, then counts as a duplicate if it committed.
+    """
+    key = list(model.__table__.primary_key.columns)[0]
+    inserted: list[Any] = []
+    for start in range(0, len(rows), CHUNK):
+        stmt = _insert(session, model).values(list(rows[start:start + CHUNK]))
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) if conflict else None)
+        inserted += session.scalars(stmt.returning(key)).all()
+    return inserted
 
 
 def insert_ignore(session: Session, model: Any, rows: Sequence[dict],
                   conflict: Sequence[str] | None = None) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; returns rows inserted.
+    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were inserted."""
+    return len(insert_new(session, model, rows, conflict)) if rows else 0
 
-    The unique constraint decides what a duplicate is, so concurrent writers can't race a
-    check-then-insert.
+
+def upsert_touch(session: Session, model: Any, rows: Sequence[dict], *, touch: str) -> None:
+    """Insert the rows that are new and lock the ones that exist (``touch`` := the new value).
+
+    ``INSERT ... ON CONFLICT DO UPDATE`` holds a row lock on every row until commit, inserted
+    or not, so a transaction that upserts a customer first owns that customer: a second one
+    waits. Rows go in primary-key order so that two transactions locking overlapping sets
+    take them in the same order.
     """
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(model.__table__).values(list(rows))
-    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) if conflict else None)
-    result = session.execute(stmt)
-    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else 0
+    key = list(model.__table__.primary_key.columns)[0].name
+    ordered = sorted(rows, key=lambda row: row[key])
+    for start in range(0, len(ordered), CHUNK):
+        stmt = _insert(session, model).values(ordered[start:start + CHUNK])
+        session.execute(stmt.on_conflict_do_update(index_elements=[key],
+                                                   set_={touch: getattr(stmt.excluded, touch)}))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure PostgreSQL resolved by aborting our transaction."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def email_hash(email: str) -> str:

@@ -75,7 +75,7 @@ def test_a_429_waits_for_the_rate_limit_reset_then_sends(ctx, fake, sendgrid):
     ids = queue_messages(ctx, 3)
     fake.queue(FakeSendGrid.rate_limited(reset_in=5))
     first = deliver(ctx, sendgrid)
-    assert (first.sent, first.retried) == (2, 1) or first.retried >= 1   # in-flight requests may finish
+    assert first.retried >= 1 and first.sent + first.retried == 3   # requests already in flight may finish
     waiting = [m for m in rows(ctx).values() if m.status == "queued"]
     assert waiting and all(m.error.startswith("SendGrid 429") or m.error.startswith("not attempted")
                            for m in waiting)
@@ -194,7 +194,6 @@ def test_shared_requests_never_repeat_an_address_and_stay_within_the_limit(ctx, 
 
 
 def test_plan_keeps_different_content_apart():
-    from tests.delivery.test_sendgrid_transport import _emails
     batch = _emails(["a", "a", "b", "a"])
     plan = plan_requests(batch)
     assert [[e.message_id for e in g] for g in plan] == [["e0", "e1", "e3"], ["e2"]]
