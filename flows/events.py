@@ -40,18 +40,23 @@ def resource_of(event: dict[str, Any]) -> dict[str, str]:
     return {"prefect.resource.id": f"postsale.event.{event_id}", "prefect.resource.name": event_id}
 
 
+def describe(event: dict[str, Any]) -> dict[str, Any]:
+    """The Prefect event for a postsale event: its name, resource, payload and id."""
+    event_id = str(event["id"])
+    return {"event": f"postsale.{event['type']}", "resource": resource_of(event),
+            "payload": {"event": event, "event_id": event_id}, "id": uuid.uuid5(_EVENT_NS, event_id)}
+
+
 def emit_postsale_event(event: dict[str, Any]) -> PrefectEvent | None:
     """Emit ``postsale.<type>`` for an event postsale took; None when no Prefect API is set.
 
     Without ``PREFECT_API_URL`` Prefect would start a temporary server to receive the event:
-    an API process must never do that, so nothing is emitted then.
+    an API process must never do that, so nothing is emitted then. Emission is buffered: a
+    short-lived script calls ``flush()`` before it exits.
     """
     if not PREFECT_API_URL.value():
         return None
-    event_id = str(event["id"])
-    return emit_event(event=f"postsale.{event['type']}", resource=resource_of(event),
-                      payload={"event": event, "event_id": event_id},
-                      id=uuid.uuid5(_EVENT_NS, event_id))
+    return emit_event(**describe(event))
 
 
 def emit_alert(journey_id: str, message: str) -> PrefectEvent | None:

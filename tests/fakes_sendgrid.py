@@ -12,8 +12,10 @@ id in sandbox mode, like SendGrid), unless the payload breaks a rule SendGrid do
 v3 mail send (then 400 with SendGrid's ``{"errors": [...]}`` shape) or the API key is wrong
 (401). Queued replies override the default one request at a time: an int status, a
 ``Reply`` (status, body, headers), or ``"hang"`` (hold the request without answering until
-``hang_seconds`` pass or the server stops). HTTP/1.1 keep-alive is supported, and
-``connections`` counts the TCP connections taken.
+``hang_seconds`` pass or the server stops). HTTP/1.1 keep-alive is supported,
+``connections`` counts the TCP connections taken, and ``connect_delay`` charges each new
+connection what a TLS handshake would. ``python -m tests.fakes_sendgrid KEY DELAY CONNECT_DELAY``
+runs one in its own process (for benchmarks) and prints its URL.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ class Received:
 
 
 class FakeSendGrid:
-    def __init__(self, *, api_key: str = "SG.test-key", delay: float = 0.0, hang_seconds: float = 30.0) -> None:
+    def __init__(self, *, api_key: str = "SG.test-key", delay: float = 0.0, hang_seconds: float = 30.0,
+                 connect_delay: float = 0.0) -> None:
         self.api_key, self.delay, self.hang_seconds = api_key, delay, hang_seconds
+        self.connect_delay = connect_delay      # per new connection: what a TLS handshake costs over a WAN
         self.received: list[Received] = []
         self.connections = 0
         self._replies: list[Reply] = []
@@ -77,7 +81,10 @@ class FakeSendGrid:
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128       # many concurrent clients, as a benchmark brings
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-sendgrid", daemon=True)
         self._thread.start()
@@ -177,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.owner._lock:
             self.owner.connections += 1
+        if self.owner.connect_delay:
+            time.sleep(self.owner.connect_delay)
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -377,3 +386,16 @@ def _send_at(value: Any, where: str, bad: Any, now: float | None) -> None:
         bad(where, "must be a unix timestamp")
     elif value > (now or time.time()) + 72 * 3600:
         bad(where, "cannot be scheduled more than 72 hours in advance")
+
+
+if __name__ == "__main__":      # a fake in its own process, for benchmarks: prints its URL
+    import sys
+
+    server = FakeSendGrid(api_key=sys.argv[1] if len(sys.argv) > 1 else "SG.test-key",
+                          delay=float(sys.argv[2]) if len(sys.argv) > 2 else 0.0,
+                          connect_delay=float(sys.argv[3]) if len(sys.argv) > 3 else 0.0).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()

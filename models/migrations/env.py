@@ -16,6 +16,7 @@ Column types render as plain SQLAlchemy types (``sa.String(length=200)``, not sq
 from __future__ import annotations
 
 import os
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -28,6 +29,8 @@ from models.migrations import lock
 
 config = context.config
 target_metadata = SQLModel.metadata
+if config.config_file_name is not None:   # the alembic command: its ini configures logging
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _url() -> str:

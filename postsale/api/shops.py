@@ -5,10 +5,12 @@ handed to the same accept path as ``POST /events``. Event ids derive from the sh
 (``shopify-order-<id>``, ``stripe-checkout-<session id>``), so a retried or replayed delivery
 is a duplicate, not a second order.
 
-| source | verified by | maps |
-| --- | --- | --- |
-| Shopify | ``X-Shopify-Hmac-Sha256``: base64 HMAC-SHA256 of the raw body, key ``POSTSALE_SHOPIFY_SECRET`` | ``orders/create`` → order.placed, ``fulfillments/create`` → order.shipped, ``refunds/create`` → order.refunded (by ``X-Shopify-Topic``) |
-| Stripe | ``Stripe-Signature: t=…,v1=…``: hex HMAC-SHA256 of ``t.body``, key ``POSTSALE_STRIPE_SECRET``, ``t`` within 5 minutes | ``checkout.session.completed`` (paid) and ``checkout.session.async_payment_succeeded`` → order.placed |
+- Shopify: ``X-Shopify-Hmac-Sha256`` is the base64 HMAC-SHA256 of the raw body with
+  ``POSTSALE_SHOPIFY_SECRET``; by ``X-Shopify-Topic``, ``orders/create`` → order.placed,
+  ``fulfillments/create`` → order.shipped, ``refunds/create`` → order.refunded.
+- Stripe: ``Stripe-Signature: t=…,v1=…``, any ``v1`` the hex HMAC-SHA256 of ``t.body`` with
+  ``POSTSALE_STRIPE_SECRET`` and ``t`` within 5 minutes of now; ``checkout.session.completed``
+  (once paid) and ``checkout.session.async_payment_succeeded`` → order.placed.
 
 Fulfillments and refunds carry no customer: they are joined to the order event stored before
 (an unknown order is acknowledged and ignored, with the reason, so that the shop does not
@@ -176,7 +178,8 @@ def shopify_fulfillment(svc: Services, fulfillment: dict[str, Any]) -> dict[str,
 def shopify_refund(svc: Services, refund: dict[str, Any]) -> dict[str, Any]:
     """refunds/create → order.refunded, for the customer of the stored order."""
     order = _stored_order(svc, f"shopify-order-{refund.get('order_id')}")
-    refunded = [t for t in refund.get("transactions") or [] if t.get("kind") == "refund" and t.get("status") == "success"]
+    refunded = [t for t in refund.get("transactions") or []
+                if t.get("kind") == "refund" and t.get("status") == "success"]
     amount = round(sum(_money(t.get("amount")) or 0.0 for t in refunded), 2)
     total = order["data"].get("total")
     items = [{"sku": (rli.get("line_item") or {}).get("sku"), "quantity": rli.get("quantity")}
@@ -184,7 +187,8 @@ def shopify_refund(svc: Services, refund: dict[str, Any]) -> dict[str, Any]:
     return {"id": f"shopify-refund-{refund['id']}", "type": "order.refunded",
             "occurred_at": refund.get("processed_at") or refund.get("created_at"), "customer": order["customer"],
             "data": {"order_id": order["data"].get("order_id"), "shop_order_id": str(refund.get("order_id")),
-                     "amount": amount, "currency": refunded[0].get("currency") if refunded else order["data"].get("currency"),
+                     "amount": amount,
+                     "currency": refunded[0].get("currency") if refunded else order["data"].get("currency"),
                      "full": bool(total) and amount >= float(total) - 0.005, "items": items, "source": "shopify"}}
 
 
@@ -213,7 +217,8 @@ def _stored_order(svc: Services, event_id: str) -> dict[str, Any]:
 def stripe_checkout(_svc: Services, event: dict[str, Any]) -> dict[str, Any]:
     """A paid Checkout Session → order.placed (line items only when the payload has them)."""
     session = (event.get("data") or {}).get("object") or {}
-    if event.get("type") == "checkout.session.completed" and session.get("payment_status") not in ("paid", "no_payment_required"):
+    paid = session.get("payment_status") in ("paid", "no_payment_required")
+    if event.get("type") == "checkout.session.completed" and not paid:
         raise Ignored(f"checkout {session.get('id')} is not paid yet ({session.get('payment_status')}); "
                       "checkout.session.async_payment_succeeded will follow")
     details = session.get("customer_details") or {}

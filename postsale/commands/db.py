@@ -31,7 +31,6 @@ def upgrade() -> None:
         fail(f"cannot migrate {shown}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
              hint="check POSTSALE_DATABASE_URL and that the database server is running")
         raise  # unreachable
-    if result.changed:
-        console.print(f"{shown}: migrated from {result.before or 'an empty schema'} to {result.after} (head)")
-    else:
-        console.print(f"{shown}: already at {result.after} (head)")
+    done = (f"migrated from {result.before or 'an empty schema'} to {result.after} (head)" if result.changed
+            else f"already at {result.after} (head)")
+    console.print(f"{shown}: {done}", soft_wrap=True, highlight=False)

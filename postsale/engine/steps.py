@@ -25,6 +25,9 @@ from postsale.timing import in_quiet_hours, next_wall_time, quiet_hours_end
 
 GO, STOP = True, False
 
+# RunState fields that do not appear in the scope: changing only these keeps it.
+_POINTER_ONLY = frozenset({"step_index", "status", "next_run_at", "wait_until", "due_since", "wake_event"})
+
 _MESSAGE_NS = uuid.uuid5(uuid.NAMESPACE_URL, "https://postsale.example/message")
 
 
@@ -43,27 +46,37 @@ class Ctx:
     render: Renderer
     history: list[SentRecord]              # grows with this advance's own sends (min_gap)
     outcomes: list[Outcome] = field(default_factory=list)
+    _scope: dict[str, Any] | None = field(default=None, repr=False)
 
     def scope(self) -> dict[str, Any]:
-        """Names in scope for expressions and templates (SPEC.md §3 "Expressions")."""
-        run, journey = self.run, self.journey
-        trigger = run.trigger or {}
-        return {
-            "customer": self.customer.customer.scope(),
-            "event": trigger,
-            "data": trigger.get("data") or {},
-            "answers": Answers(run.answers),
-            "waited": run.waited,
-            "journey": {"id": journey.id, "name": journey.name,
-                        "touchpoint": journey.touchpoint.value, "category": journey.category.value},
-            "now": self.now,
-        }
+        """Names in scope for expressions and templates (SPEC.md §3 "Expressions").
+
+        Built once per advance and kept until the run's trigger, answers or waited event
+        change (a ``wait_for`` waking up). Expressions and templates run in the immutable
+        sandbox, so sharing one dict between the steps of an advance is safe.
+        """
+        if self._scope is None:
+            run, journey = self.run, self.journey
+            trigger = run.trigger or {}
+            self._scope = {
+                "customer": self.customer.customer.scope(),
+                "event": trigger,
+                "data": trigger.get("data") or {},
+                "answers": Answers(run.answers),
+                "waited": run.waited,
+                "journey": {"id": journey.id, "name": journey.name,
+                            "touchpoint": journey.touchpoint.value, "category": journey.category.value},
+                "now": self.now,
+            }
+        return self._scope
 
     def emit(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
 
     def update(self, **changes: Any) -> None:
         self.run = replace(self.run, **changes)
+        if not _POINTER_ONLY.issuperset(changes):
+            self._scope = None
 
     def goto(self, index: int) -> None:
         """Move the pointer; whatever the last step was holding is over."""
@@ -134,11 +147,20 @@ def _with_answers(journey: Journey, answers: dict, event: dict) -> dict:
 
 
 _ALERTS = make_environment()
+_alert_templates: dict[str, Any] = {}
+
+
+def _alert_template(source: str) -> Any:
+    """The compiled alert text, once per distinct text (compiling is most of the cost)."""
+    template = _alert_templates.get(source)
+    if template is None:
+        template = _alert_templates[source] = _ALERTS.from_string(source)
+    return template
 
 
 def _alert(ctx: Ctx, step: Alert) -> bool:
     try:
-        message = _ALERTS.from_string(step.message).render(ctx.scope()).strip()
+        message = _alert_template(step.message).render(ctx.scope()).strip()
     except Exception as exc:  # noqa: BLE001 - a broken alert text must still reach an operator
         message = f"{step.message} (alert text failed: {exc})"
     ctx.emit(Alerted(step.id, message))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import html as htmllib
 import re
 import traceback
-import unicodedata
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
@@ -81,11 +80,16 @@ def and_list(values: Any, word: str = "and") -> str:
     return f"{', '.join(items[:-1])} {word} {items[-1]}"
 
 
+# Unicode categories Cc (C0, DEL, C1), Zl and Zp: fixed sets by Unicode's stability policy
+# (Cc never changes; U+2028 and U+2029 are the only Zl and Zp). A table, not a per-character
+# ``unicodedata.category`` call: this runs twice on every render.
+_BREAKERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029], " ")
+
+
 def _one_line(text: str) -> str:
     """Header-safe text from a rendered block: no tags, no entities, no control characters."""
     text = htmllib.unescape(_TAGS.sub("", text))
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
-    return " ".join(text.split())
+    return " ".join(text.translate(_BREAKERS).split())
 
 
 def _mail_domain(sender: str) -> str:
@@ -109,6 +113,9 @@ class TemplateRenderer:
         self._cache: dict[tuple[str, str | None], _Compiled] = {}
         self._variants: dict[str, dict[str, str]] = {}    # template -> {lowercase locale: suffix}
         self._domain = _mail_domain(policy.sender.from_)
+        # Whether an answer link is the survey link plus ``?a=N`` (what Links does today): then
+        # the token is signed once per message. Checked, not assumed.
+        self._answer_suffix = links.survey_url("c", "m", "s", 3) == links.survey_url("c", "m", "s") + "?a=3"
         name, address = parseaddr(policy.sender.from_)
         self._policy_scope = {
             "postal_address": policy.postal_address,
@@ -206,7 +213,14 @@ class TemplateRenderer:
         }
 
     def _survey(self, request: RenderRequest, survey: SurveyDef) -> dict[str, Any]:
+        # One signed token per message, not one per answer link: they differ only in ``?a=N``.
+        base = self.links.survey_url(request.customer_id, request.message_id, survey.id)
+
         def url(answer: int | str | None = None) -> str:
+            if answer is None:
+                return base
+            if self._answer_suffix:
+                return f"{base}?a={answer}"
             return self.links.survey_url(request.customer_id, request.message_id, survey.id, answer)
 
         questions = [{"id": q.id, "text": q.text, "type": q.type.value, "min": q.min, "max": q.max,

@@ -46,125 +46,154 @@ def _hidden(raw: str) -> bool:
             or (attrs.get("aria-hidden") or "").lower() == "true")
 
 
-class _Converter:
-    def __init__(self) -> None:
-        self.out: list[str] = []
-        self.skip_depth = 0                # inside a skipped element: ignore everything
-        self.stack: list[str] = []         # open non-void tags, to find where a skip ends
-        self.links: list[tuple[str, int]] = []   # (href, index in out where its text starts)
+# What a start or end tag adds to the text (after the footer separator, if any).
+_START_TEXT = {**dict.fromkeys(_PARAGRAPH, "\n\n"), "hr": "\n\n", **dict.fromkeys(_LINE, "\n"), "br": "\n",
+               "li": "\n- ", "td": " ", "th": " "}
+_END_TEXT = {**dict.fromkeys(_PARAGRAPH, "\n\n"), **dict.fromkeys(_LINE, "\n")}
+_RAW_END = {tag: re.compile(rf"</{tag}\s*>", re.I) for tag in _RAW}
+_SCHEME = re.compile(r"^https?://")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_SEPARATOR_LINE = re.compile(rf"\n*^{re.escape(FOOTER_SEPARATOR)}$\n*", re.M)
+_SEPARATOR_STRIPPED = FOOTER_SEPARATOR.strip()
 
-    def feed(self, html: str) -> None:
-        pos = 0
-        for m in _TOKEN.finditer(html):
-            start = m.start()
-            if start < pos:                    # inside raw text already consumed
-                continue
-            if start > pos:
-                self.data(html[pos:start])
-            pos = m.end()
-            name = m[2]
-            if name is None:                   # comment, doctype, processing instruction
-                continue
-            tag = name.lower()
-            if m[1]:
-                self.end(tag)
-                continue
-            raw = m[3]
-            self.start(tag, raw)
-            if tag in _RAW:
-                close = re.compile(rf"</{tag}\s*>", re.I).search(html, pos)
-                self.data(html[pos:close.start() if close else len(html)])
-                self.end(tag)
-                pos = close.end() if close else len(html)
-            elif raw.endswith("/") and tag not in _VOID:
-                self.end(tag)                  # <div/>: XHTML style, closed at once
-        if pos < len(html):
-            self.data(html[pos:])
 
-    def start(self, tag: str, raw: str) -> None:
+def _convert(html: str) -> list[str]:
+    """The text pieces of ``html``: one pass over its tokens, state in locals.
+
+    State: ``out`` (the pieces), ``stack`` (open non-void tags, to find where a skipped element
+    ends), ``skip`` (inside a skipped element — head, style, anything hidden — how many open
+    elements deep), ``links`` (open ``<a>``: href and where its text starts in ``out``).
+    This runs on every render: the per-token work is written out inline on purpose.
+    """
+    out: list[str] = []
+    append = out.append
+    stack: list[str] = []
+    push, pop = stack.append, stack.pop
+    links: list[tuple[str, int]] = []
+    skip = 0
+    pos = 0
+    spaces = _SPACES.sub
+    for m in _TOKEN.finditer(html):
+        start = m.start()
+        if start < pos:                        # inside raw text already consumed
+            continue
+        if start > pos and not skip:
+            text = html[pos:start]
+            append(" " if text.isspace() else spaces(" ", unescape(text)))
+        pos = m.end()
+        name = m[2]
+        if name is None:                       # comment, doctype, processing instruction
+            continue
+        tag = name.lower()
+        if m[1]:                               # an end tag
+            if tag in _VOID:
+                continue
+            # Pop up to the matching open tag (tolerates unclosed <p>, <li> ...).
+            if tag in stack:
+                closed = False
+                while stack:
+                    top = pop()
+                    if skip:
+                        skip -= 1
+                        if top == tag:
+                            closed = True
+                            break
+                        continue
+                    if top == tag:
+                        break
+                if closed:
+                    continue
+            if skip:
+                continue
+            if tag == "a" and links:
+                _close_link(out, *links.pop())
+            else:
+                piece = _END_TEXT.get(tag)
+                if piece:
+                    append(piece)
+            continue
+        raw = m[3]
         void = tag in _VOID
         if not void:
-            self.stack.append(tag)
-        if self.skip_depth:
+            push(tag)
+        if skip:
             if not void:
-                self.skip_depth += 1
-            return
-        if tag in _SKIP or (raw and _hidden(raw)):
+                skip += 1
+        elif tag in _SKIP or (raw and _hidden(raw)):
             if not void:
-                self.skip_depth = 1
-            return
-        out = self.out
-        if "footer" in raw and "footer" in (_attrs(raw).get("class") or "").split():
-            out.append(f"\n\n{FOOTER_SEPARATOR}\n")
-        if tag in _PARAGRAPH or tag == "hr":
-            out.append("\n\n")
-        elif tag in _LINE or tag == "br":
-            out.append("\n")
-        elif tag == "li":
-            out.append("\n- ")
-        elif tag in ("td", "th"):
-            out.append(" ")
-        elif tag == "a":
-            self.links.append((_attrs(raw).get("href") or "", len(out)))
-        elif tag == "img" and "alt" in raw:
-            out.append(_attrs(raw).get("alt") or "")
-
-    def end(self, tag: str) -> None:
-        if tag in _VOID:
-            return
-        # Pop up to the matching open tag (tolerates unclosed <p>, <li> ...).
-        if tag in self.stack:
-            while self.stack:
-                top = self.stack.pop()
-                if self.skip_depth:
-                    self.skip_depth -= 1
-                    if top == tag:
-                        return
-                    continue
-                if top == tag:
-                    break
-        if self.skip_depth:
-            return
-        if tag == "a" and self.links:
-            href, start = self.links.pop()
-            self._close_link(href, start)
-        elif tag in _PARAGRAPH:
-            self.out.append("\n\n")
-        elif tag in _LINE:
-            self.out.append("\n")
-
-    def _close_link(self, href: str, start: int) -> None:
-        label = _SPACES.sub(" ", "".join(self.out[start:])).strip()
-        target = href.strip()
-        if target.lower().startswith("mailto:"):
-            target = target[7:].split("?", 1)[0]
-        if not target or target.startswith("#"):
-            return
-        if not label:
-            self.out.append(target)
-        elif label.rstrip("/") not in (target.rstrip("/"), re.sub(r"^https?://", "", target).rstrip("/")):
-            self.out.append(f" ({target})")
-
-    def data(self, text: str) -> None:
-        if self.skip_depth:
-            return
-        if text.isspace():
-            self.out.append(" ")
+                skip = 1
         else:
-            self.out.append(_SPACES.sub(" ", unescape(text)))
+            if "footer" in raw and "footer" in (_attrs(raw).get("class") or "").split():
+                append(f"\n\n{FOOTER_SEPARATOR}\n")
+            piece = _START_TEXT.get(tag)
+            if piece:
+                append(piece)
+            elif tag == "a":
+                links.append((_attrs(raw).get("href") or "", len(out)))
+            elif tag == "img" and "alt" in raw:
+                append(_attrs(raw).get("alt") or "")
+        if tag in _RAW:                        # its content is text up to its end tag
+            close = _RAW_END[tag].search(html, pos)
+            if not skip:
+                text = html[pos:close.start() if close else len(html)]
+                append(" " if text.isspace() else spaces(" ", unescape(text)))
+            pos = close.end() if close else len(html)
+            skip = _end_raw(tag, stack, skip, out, links)
+        elif not void and raw.endswith("/"):
+            skip = _end_raw(tag, stack, skip, out, links)      # <div/>: XHTML style, closed at once
+    if pos < len(html) and not skip:
+        text = html[pos:]
+        append(" " if text.isspace() else spaces(" ", unescape(text)))
+    return out
+
+
+def _end_raw(tag: str, stack: list[str], skip: int, out: list[str], links: list[tuple[str, int]]) -> int:
+    """End ``tag`` right after its start (raw-text elements, ``<x/>``); returns the new skip depth."""
+    if tag in _VOID:
+        return skip
+    if tag in stack:
+        while stack:
+            top = stack.pop()
+            if skip:
+                skip -= 1
+                if top == tag:
+                    return skip
+                continue
+            if top == tag:
+                break
+    if skip:
+        return skip
+    if tag == "a" and links:
+        _close_link(out, *links.pop())
+    else:
+        piece = _END_TEXT.get(tag)
+        if piece:
+            out.append(piece)
+    return skip
+
+
+def _close_link(out: list[str], href: str, start: int) -> None:
+    label = _SPACES.sub(" ", "".join(out[start:])).strip()
+    target = href.strip()
+    if target.lower().startswith("mailto:"):
+        target = target[7:].split("?", 1)[0]
+    if not target or target.startswith("#"):
+        return
+    if not label:
+        out.append(target)
+    elif label.rstrip("/") not in (target.rstrip("/"), _SCHEME.sub("", target).rstrip("/")):
+        out.append(f" ({target})")
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text for the text/plain part; the footer follows a ``-- `` line."""
-    parser = _Converter()
-    parser.feed(html)
-    lines = [line.strip() if line.strip() != FOOTER_SEPARATOR.strip() else FOOTER_SEPARATOR
-             for line in "".join(parser.out).split("\n")]
-    text = "\n".join(lines)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+    lines = []
+    for line in "".join(_convert(html)).split("\n"):
+        line = line.strip()
+        lines.append(line if line != _SEPARATOR_STRIPPED else FOOTER_SEPARATOR)
+    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
     # The separator must be a line of its own with exactly one trailing space.
-    text = re.sub(rf"\n*^{re.escape(FOOTER_SEPARATOR)}$\n*", f"\n\n{FOOTER_SEPARATOR}\n", text,
-                  flags=re.M)
+    text = _SEPARATOR_LINE.sub(f"\n\n{FOOTER_SEPARATOR}\n", text)
     return text + "\n"
 
 

@@ -45,7 +45,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session
 
 from models import DeliveryEvent as DeliveryEventRow
@@ -216,29 +216,34 @@ def _claim(ctx: Context, now: datetime, limit: int, report: DeliveryReport) -> t
 
 def _record(ctx: Context, claimed: list[Message], results: dict[str, SendResult], now: datetime,
             report: DeliveryReport, *, window: timedelta, give_up_after: timedelta) -> None:
-    with Session(ctx.engine) as session:
-        for row in claimed:
-            result = results.get(row.id) or SendResult(row.id, False, error="no result from transport", transient=True)
-            if result.ok:
-                values = {"status": "sent", "provider_id": result.provider_id, "sent_at": now,
-                          "next_attempt_at": None,
-                          "error": _resent_note(row, window) if row.reconcile == "resent" else None}
-                report.sent += 1
-            elif result.transient and _may_retry(row, now, give_up_after):
-                if is_uncertain(result):      # wait for the provider's word before any resend
-                    delay = window.total_seconds()
-                    values = {"reconcile": "uncertain"}
-                else:
-                    delay = _backoff(row.attempts, result.retry_after)
-                    values = {}
-                values |= {"status": "queued", "next_attempt_at": now + timedelta(seconds=delay),
-                           "error": result.error}
-                report.retried += 1
+    updates = []
+    for row in claimed:
+        result = results.get(row.id) or SendResult(row.id, False, error="no result from transport", transient=True)
+        values: dict = {"provider_id": row.provider_id, "sent_at": row.sent_at, "reconcile": row.reconcile}
+        if result.ok:
+            values |= {"status": "sent", "provider_id": result.provider_id, "sent_at": now, "next_attempt_at": None,
+                       "error": _resent_note(row, window) if row.reconcile == "resent" else None}
+            report.sent += 1
+        elif result.transient and _may_retry(row, now, give_up_after):
+            if is_uncertain(result):          # wait for the provider's word before any resend
+                delay = window.total_seconds()
+                values["reconcile"] = "uncertain"
             else:
-                values = _failed(row, result.error, report)
-            # Guarded: a provider event may already have settled the row while we waited.
-            session.execute(update(Message).where(Message.id == row.id, Message.status == "sending").values(**values))
-        session.commit()
+                delay = _backoff(row.attempts, result.retry_after)
+            values |= {"status": "queued", "next_attempt_at": now + timedelta(seconds=delay), "error": result.error}
+            report.retried += 1
+        else:
+            values |= _failed(row, result.error, report)
+        updates.append({"_id": row.id, **{f"_{k}": v for k, v in values.items()}})
+    if not updates:
+        return
+    table = Message.__table__
+    # One executemany; guarded: a provider event may already have settled a row while we waited.
+    stmt = (table.update().where(table.c.id == bindparam("_id"), table.c.status == "sending")
+            .values(**{k: bindparam(f"_{k}") for k in ("status", "provider_id", "sent_at", "next_attempt_at",
+                                                        "error", "reconcile")}))
+    with ctx.engine.begin() as conn:
+        conn.execute(stmt, updates)
 
 
 def _failed(row: Message, error: str | None, report: DeliveryReport) -> dict:

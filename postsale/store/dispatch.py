@@ -4,6 +4,16 @@ A batch is one transaction: evaluate each customer's due runs (priority order, c
 customer's send log), write every decision to the timeline, move the pointers, set
 ``next_run_at`` and insert one outbox row per send, keyed (run, step) so that no step can ever
 queue two emails (the transactional outbox: guarantee 2). Delivery reads the outbox later.
+
+Any number of dispatchers may run at once on PostgreSQL (guarantee 3). A batch claims
+*customers*, not runs: ``SELECT ... FROM customers ... FOR UPDATE SKIP LOCKED`` locks up to
+``batch_size`` customers with a due run that no other transaction holds, and only then reads
+their due runs, send log, suppressions and exit events. So every journey of a customer is
+decided in one transaction against the complete log, and caps and min_gap hold however many
+dispatchers run; the outbox key stays the backstop. A dispatcher that finds every due
+customer held by others stops; a dispatcher killed mid-batch loses nothing (its transaction
+rolls back and releases the locks). Ingest takes the same customer lock (see ``ingest``).
+SQLite has one writer and takes the simple path: the earliest due customers first.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -31,6 +41,8 @@ from postsale.store.runs import apply_state, aware, timeline_row, to_state
 from postsale.store.sql import email_hash, insert_ignore
 
 log = logging.getLogger("postsale.dispatch")
+
+MAX_ROUNDS = 3   # batches one customer may take within one dispatch
 
 
 @dataclass
@@ -59,31 +71,51 @@ def history_window(policy: Policy) -> timedelta:
     return max(spans, default=timedelta(days=1))
 
 
-def dispatch(ctx: Context, *, customer_ids: Iterable[str] | None = None,
-             max_batches: int | None = None) -> DispatchReport:
-    """Advance every due customer (or only ``customer_ids``) once, in batches."""
+def dispatch(ctx: Context, *, customer_ids: Iterable[str] | None = None, max_batches: int | None = None,
+             on_batch: Callable[[DispatchReport], None] | None = None) -> DispatchReport:
+    """Advance every due customer (or only ``customer_ids``) once, in batches.
+
+    ``on_batch`` is called with the running report after each batch commits.
+    """
     report = DispatchReport()
     now = ctx.clock.now()
     only = sorted(set(customer_ids)) if customer_ids is not None else None
     rounds: Counter = Counter()
     while max_batches is None or report.batches < max_batches:
         with Session(ctx.engine) as session:
-            query = (select(Run.customer_id, func.min(Run.next_run_at).label("due"))
-                     .where(Run.next_run_at <= now, Run.status.in_(UNFINISHED)))
-            if only is not None:
-                query = query.where(Run.customer_id.in_(only))
-            exhausted = [c for c, n in rounds.items() if n >= 3]
-            if exhausted:  # a run that stays due within one dispatch must not spin it forever
-                query = query.where(Run.customer_id.not_in(exhausted))
-            batch = [row.customer_id for row in session.execute(
-                query.group_by(Run.customer_id).order_by("due").limit(ctx.batch_size))]
+            # a run that stays due within one dispatch must not spin it forever
+            exhausted = [c for c, n in rounds.items() if n >= MAX_ROUNDS]
+            batch = claim(session, now, ctx.batch_size, only=only, exclude=exhausted)
             if not batch:
                 break
             rounds.update(batch)
             _dispatch_batch(session, ctx, batch, now, report)
             session.commit()
         report.batches += 1
+        if on_batch is not None:
+            on_batch(report)
     return report
+
+
+def claim(session: Session, now: datetime, limit: int, *, only: list[str] | None = None,
+          exclude: list[str] | None = None) -> list[str]:
+    """Up to ``limit`` customers with a run due at ``now``, theirs until the transaction ends.
+
+    PostgreSQL locks the customers' rows, skipping those another transaction holds (another
+    dispatcher's batch, an ingest of their events); SQLite, one writer, orders by the earliest
+    due run.
+    """
+    due = select(Run.customer_id).where(Run.next_run_at <= now, Run.status.in_(UNFINISHED))
+    if only is not None:
+        due = due.where(Run.customer_id.in_(only))
+    if exclude:
+        due = due.where(Run.customer_id.not_in(exclude))
+    if session.get_bind().dialect.name == "postgresql":
+        return sorted(session.scalars(select(CustomerRow.id).where(CustomerRow.id.in_(due)).limit(limit)
+                                      .with_for_update(skip_locked=True)))
+    earliest = (due.add_columns(func.min(Run.next_run_at).label("due")).group_by(Run.customer_id)
+                .order_by("due").limit(limit))
+    return [row.customer_id for row in session.execute(earliest)]
 
 
 def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now: datetime,
@@ -97,6 +129,7 @@ def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now
     history = _history(session, customer_ids, now - history_window(policy))
     suppressed = _suppressions(session, [c.email for c in customers.values() if c.email])
     exit_events = _exit_events(session, ctx, customer_ids)
+    outbox: list[dict[str, Any]] = []   # one multi-row insert a batch
     for customer_id in customer_ids:
         runs = runs_by_customer.get(customer_id, [])
         row = customers.get(customer_id)
@@ -127,8 +160,9 @@ def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now
         results = advance_customer(items, state, policy, now, ctx.renderer)
         for result in results:
             run, journey = rows_by_id[result.run.run_id]
-            _apply_result(session, ctx, run, journey, result, state.customer, now, report)
+            _apply_result(session, ctx, run, journey, result, state.customer, now, report, outbox)
         report.runs += len(results)
+    insert_ignore(session, Message, outbox, ["run_id", "step_id"])
 
 
 def _journey_for(ctx: Context, run: Run) -> Journey | None:
@@ -170,7 +204,7 @@ def _exit_events(session: Session, ctx: Context, customer_ids: list[str]) -> dic
 
 
 def _apply_result(session: Session, ctx: Context, run: Run, journey: Journey, result, customer: Customer,
-                  now: datetime, report: DispatchReport) -> None:
+                  now: datetime, report: DispatchReport, outbox: list[dict[str, Any]]) -> None:
     exit_reason = None
     for outcome in result.outcomes:
         if isinstance(outcome, StartJourney):
@@ -184,7 +218,7 @@ def _apply_result(session: Session, ctx: Context, run: Run, journey: Journey, re
         session.add(timeline_row(outcome, at=now, run=run))
         report.count(journey.id, outcome.action)
         if isinstance(outcome, Sent):
-            _queue(session, ctx, run, journey, outcome, customer, now)
+            outbox.append(_message(ctx, run, journey, outcome, customer, now))
         elif isinstance(outcome, (Skipped, Suppressed)):
             report.skip_reasons[outcome.reason] += 1
             report.notices.append(("info", f"{customer.id} {journey.id}/{outcome.step_id} {outcome.action}: {outcome.reason}"))
@@ -193,7 +227,8 @@ def _apply_result(session: Session, ctx: Context, run: Run, journey: Journey, re
         elif isinstance(outcome, Alerted):
             report.notices.append(("warning", f"ALERT {journey.id}: {outcome.message}"))
             log.warning("alert from %s for %s: %s", journey.id, customer.id, outcome.message)
-            _queue_ops_alert(session, ctx, run, journey, outcome, now)
+            if ctx.policy.ops_email:
+                outbox.append(_ops_alert(ctx, run, journey, outcome, now))
         elif isinstance(outcome, Exited):
             exit_reason = outcome.reason
     step = _step_at(journey, result.run.step_index)
@@ -206,38 +241,36 @@ def _step_at(journey: Journey, index: int):
     return program_for(journey).step_at(index)
 
 
-def _queue(session: Session, ctx: Context, run: Run, journey: Journey, sent: Sent, customer: Customer,
-           now: datetime) -> None:
+def _message(ctx: Context, run: Run, journey: Journey, sent: Sent, customer: Customer,
+             now: datetime) -> dict[str, Any]:
+    """The outbox row of a send, keyed (run, step): inserted with the batch, at most once."""
     policy = ctx.policy
     sender = policy.sender.transactional_from if (sent.category is Category.transactional
                                                   and policy.sender.transactional_from) else policy.sender.from_
-    insert_ignore(session, Message, [{
+    return {
         "id": sent.message_id, "run_id": run.id, "step_id": sent.step_id, "customer_id": customer.id,
         "journey_id": journey.id, "touchpoint": journey.touchpoint.value, "category": sent.category.value,
         "is_survey": sent.is_survey, "survey_id": sent.survey_id, "template": sent.template,
         "to_email": customer.email, "to_name": customer.name, "from_email": sender,
         "reply_to": policy.sender.reply_to, "subject": sent.email.subject, "html": sent.email.html,
         "text_body": sent.email.text, "headers": dict(sent.email.headers), "status": "queued",
-        "created_at": now}], ["run_id", "step_id"])
+        "created_at": now}
 
 
-def _queue_ops_alert(session: Session, ctx: Context, run: Run, journey: Journey, alert: Alerted,
-                     now: datetime) -> None:
+def _ops_alert(ctx: Context, run: Run, journey: Journey, alert: Alerted, now: datetime) -> dict[str, Any]:
     """An operator notice to ``policy.ops_email`` (category ``ops``: never counted in caps)."""
     policy = ctx.policy
-    if not policy.ops_email:
-        return
     from postsale.engine import message_id_for
     text = f"Alert from journey {journey.id} ({journey.name}):\n\n{alert.message}\n\nCustomer: {run.customer_id}\n"
-    insert_ignore(session, Message, [{
+    return {
         "id": message_id_for(run.id, f"{alert.step_id}#ops"), "run_id": run.id,
         "step_id": f"{alert.step_id}#ops", "customer_id": run.customer_id, "journey_id": journey.id,
-        "touchpoint": journey.touchpoint.value, "category": "ops", "is_survey": False,
+        "touchpoint": journey.touchpoint.value, "category": "ops", "is_survey": False, "survey_id": None,
         "template": "-", "to_email": policy.ops_email, "to_name": "Operations",
-        "from_email": policy.sender.transactional_from or policy.sender.from_,
+        "from_email": policy.sender.transactional_from or policy.sender.from_, "reply_to": None,
         "subject": f"[postsale alert] {journey.id}: {alert.message}"[:200].replace("\n", " ").replace("\r", " "),
         "html": f"<pre>{_escape(text)}</pre>", "text_body": text, "headers": {}, "status": "queued",
-        "created_at": now}], ["run_id", "step_id"])
+        "created_at": now}
 
 
 def _escape(text: str) -> str:

@@ -125,10 +125,10 @@ def _runs(session: Session, ids: list[str], now: datetime, report: ForgetReport)
             report.runs_ended += 1
         context = run.context or {}
         trigger = context.get("trigger") or {}
+        answers = {survey: _numeric(given) for survey, given in (context.get("answers") or {}).items()
+                   if isinstance(given, dict)}
         run.context = {"trigger": {k: trigger.get(k) for k in ("id", "type", "occurred_at")},
-                       "answers": {survey: _numeric(answers) for survey, answers in (context.get("answers") or {}).items()
-                                   if isinstance(answers, dict)},
-                       "waited": None, "wake_event": None}
+                       "answers": answers, "waited": None, "wake_event": None}
         report.runs += 1
 
 

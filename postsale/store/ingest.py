@@ -5,6 +5,15 @@ stored under its id (a duplicate insert is the dedupe: guarantee 1), and then ap
 customer upserted, purchases recorded for incident fan-out, tickets counted, suppressions
 applied at once, survey answers stored, runs exited (`exit_when`), woken (`wait_for`) or
 started (triggers, with the `reentry` rules).
+
+Concurrency (PostgreSQL; SQLite has one writer): a batch goes in three steps — store every
+event (ON CONFLICT DO NOTHING: what is new), upsert the customers of the new ones
+(``INSERT ... ON CONFLICT DO UPDATE`` holds each customer's row lock to commit), then apply the
+events in order. Whatever reads a customer's runs to decide (reentry rules, one active run per
+journey, exits, wakes) does so holding that customer's lock, the same lock a dispatcher holds
+while it advances the customer, so two processes can never both enroll or both decide. Events
+and customers are locked in key order, so two batches never wait on each other in a circle; a
+deadlock PostgreSQL still breaks (an incident locking its audience) is retried.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from models import Customer as CustomerRow
@@ -29,12 +39,13 @@ from postsale.sandbox import Answers, truthy
 from postsale.spec.model import Journey
 from postsale.store.context import Context
 from postsale.store.runs import aware, context_of, to_state
-from postsale.store.sql import email_hash, insert_ignore
+from postsale.store.sql import email_hash, insert_ignore, insert_new, is_retryable, upsert_touch
 
 log = logging.getLogger("postsale.ingest")
 
 UNFINISHED = (RunStatus.active.value, RunStatus.waiting.value, RunStatus.held.value)
 _RUN_NS = uuid.UUID("6f1c1a43-4a0e-4d1b-9a1e-5d3b2c0f7e11")
+ATTEMPTS = 3   # a batch PostgreSQL aborted to break a deadlock is tried again, whole
 
 
 @dataclass
@@ -72,21 +83,60 @@ def ingest_items(ctx: Context, items: list[Any]) -> IngestResult:
 
 def ingest_events(ctx: Context, events: Iterable[Event]) -> IngestResult:
     """Store and apply validated events, in the order given, in one transaction."""
+    events = list(events)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _ingest(ctx, events)
+        except DBAPIError as exc:
+            if not is_retryable(exc) or attempt == ATTEMPTS:
+                raise
+            log.warning("ingest of %d events retried (attempt %d): %s", len(events), attempt + 1,
+                        str(exc.orig).splitlines()[0])
+    raise AssertionError("unreachable")
+
+
+def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     result = IngestResult()
     now = ctx.clock.now()
     with Session(ctx.engine) as session:
+        new = _store(session, events, now)
+        locked = _lock_customers(session, [e for e in events if e.id in new], now)  # noqa: F841 (kept
+        # alive: the session's identity map holds rows weakly, and _apply finds them there)
         for event in events:
-            row = {"id": event.id, "type": event.type, "occurred_at": event.occurred_at,
-                   "received_at": now, "customer_id": event.customer.id if event.customer else None,
-                   "data": event.data,
-                   "customer_snapshot": event.customer.scope() if event.customer else None}
-            if not insert_ignore(session, EventRow, [row], ["id"]):
+            if event.id not in new:
                 result.duplicates.append(event.id)
                 continue
+            new.discard(event.id)   # the same id twice in one batch: the second is a duplicate
             result.accepted.append(event.id)
             _apply(session, ctx, event, now, result)
         session.commit()
     return result
+
+
+def _store(session: Session, events: list[Event], now: datetime) -> set[str]:
+    """Insert the events (key order); the ids that were new to the database."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        rows.setdefault(event.id, {
+            "id": event.id, "type": event.type, "occurred_at": event.occurred_at, "received_at": now,
+            "customer_id": event.customer.id if event.customer else None, "data": event.data,
+            "customer_snapshot": event.customer.scope() if event.customer else None})
+    return set(insert_new(session, EventRow, [rows[key] for key in sorted(rows)], ["id"]))
+
+
+def _lock_customers(session: Session, events: list[Event], now: datetime) -> list[CustomerRow]:
+    """Create the customers that are new and lock every customer of the batch until commit."""
+    first: dict[str, dict[str, Any]] = {}
+    for event in events:
+        c = event.customer
+        if c is not None and c.id not in first:
+            first[c.id] = {"id": c.id, "email": c.email, "name": c.name, "timezone": c.timezone,
+                           "locale": c.locale, "attributes": dict(c.attributes), "open_tickets": 0,
+                           "created_at": now, "updated_at": now}
+    upsert_touch(session, CustomerRow, list(first.values()), touch="updated_at")
+    ids = sorted(first)
+    return [row for start in range(0, len(ids), 1000)   # loaded once, not once an event
+            for row in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids[start:start + 1000])))]
 
 
 # ---------------------------------------------------------------- effects of one event
@@ -104,27 +154,24 @@ def _apply(session: Session, ctx: Context, event: Event, now: datetime, result: 
     elif event.type == "survey.answered" and event.customer is not None:
         _store_answers(session, event, now)
     if event.customer is not None:
-        _exit_runs(session, ctx, event, now, result)
-        _wake_waiting(session, ctx, event, now, result)
+        unfinished = _unfinished_runs(session, event.customer.id)
+        _exit_runs(session, ctx, event, unfinished, now)
+        _wake_waiting(event, unfinished, now, result)
     _start_triggered(session, ctx, event, now, result)
 
 
 def _upsert_customer(session: Session, event: Event, now: datetime) -> None:
+    """Merge what the event says about its customer (the row exists and is locked: ``_lock_customers``)."""
     c = event.customer
     assert c is not None
     row = session.get(CustomerRow, c.id)
-    if row is None:
-        row = CustomerRow(id=c.id, email=c.email, name=c.name, timezone=c.timezone, locale=c.locale,
-                          attributes=dict(c.attributes), created_at=now, updated_at=now)
-        session.add(row)
-    else:
-        row.email = c.email
-        row.name = c.name or row.name
-        row.timezone = c.timezone if c.timezone != "UTC" or not row.timezone else row.timezone
-        row.locale = c.locale or row.locale
-        if c.attributes:
-            row.attributes = {**(row.attributes or {}), **c.attributes}
-        row.updated_at = now
+    row.email = c.email
+    row.name = c.name or row.name
+    row.timezone = c.timezone if c.timezone != "UTC" or not row.timezone else row.timezone
+    row.locale = c.locale or row.locale
+    if c.attributes:
+        row.attributes = {**(row.attributes or {}), **c.attributes}
+    row.updated_at = now
     session.flush()
 
 
@@ -193,9 +240,8 @@ def _unfinished_runs(session: Session, customer_id: str) -> list[Run]:
                                                   Run.status.in_(UNFINISHED))))
 
 
-def _exit_runs(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
-    assert event.customer is not None
-    for run in _unfinished_runs(session, event.customer.id):
+def _exit_runs(session: Session, ctx: Context, event: Event, runs: list[Run], now: datetime) -> None:
+    for run in runs:
         journey = ctx.versions.journey(run.version_id)
         if journey is None or event.type not in journey.exit_when:
             continue
@@ -211,11 +257,10 @@ def end_run(session: Session, run: Run, now: datetime, reason: str, *, status: s
                          step_id=run.step_id, action="exited", reason=reason))
 
 
-def _wake_waiting(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
-    assert event.customer is not None
-    for run in session.scalars(select(Run).where(Run.customer_id == event.customer.id,
-                                                 Run.status == RunStatus.waiting.value,
-                                                 Run.waiting_for == event.type)):
+def _wake_waiting(event: Event, runs: list[Run], now: datetime, result: IngestResult) -> None:
+    for run in runs:
+        if run.status != RunStatus.waiting.value or run.waiting_for != event.type:
+            continue   # not waiting for this, or just ended by it (exit_when)
         run_ctx = dict(run.context or {})
         run_ctx["wake_event"] = event.scope()
         run.context = run_ctx
@@ -260,7 +305,9 @@ def _audience(session: Session, event: Event) -> list[dict[str, Any]]:
     if event.data.get("purchased_before"):
         query = query.where(Purchase.purchased_at <= parse_timestamp(event.data["purchased_before"]))
     ids = sorted(set(session.scalars(query.distinct())))
-    rows = session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids), CustomerRow.email.is_not(None)))
+    # each customer's lock is held while its runs are decided (in key order: see the docstring)
+    rows = session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids), CustomerRow.email.is_not(None))
+                           .order_by(CustomerRow.id).with_for_update())
     return [customer_scope(row) for row in rows]
 
 
@@ -280,7 +327,8 @@ def enroll(session: Session, ctx: Context, journey: Journey, customer_id: str, *
     """Start a run unless the reentry rules say no; returns the new run id.
 
     The run id derives from what started it (event × journey × customer, or parent run × step), so
-    the same cause can never start two runs.
+    the same cause can never start two runs. The caller holds the customer's row lock (ingest
+    and dispatch both do), so the reentry rules read runs no one else is deciding about.
     """
     version_id = ctx.versions.current_id(journey.id)
     if version_id is None:

@@ -13,8 +13,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-CHUNK = 500   # rows a statement: far below both databases' limits on bound parameters
-
 # PostgreSQL aborts one side of a deadlock or serialization conflict: the retry is the cure.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
@@ -30,21 +28,21 @@ def insert_new(session: Session, model: Any, rows: Sequence[dict],
 
     The unique constraint decides what a duplicate is, so concurrent writers can't race a
     check-then-insert. A row that conflicts with one another transaction is inserting waits
-    for that transaction, then counts as a duplicate if it committed.
+    for that transaction, then counts as a duplicate if it committed. The rows go as bound
+    parameters of one cached statement (SQLAlchemy batches them into multi-row VALUES).
     """
+    if not rows:
+        return []
     key = list(model.__table__.primary_key.columns)[0]
-    inserted: list[Any] = []
-    for start in range(0, len(rows), CHUNK):
-        stmt = _insert(session, model).values(list(rows[start:start + CHUNK]))
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) if conflict else None)
-        inserted += session.scalars(stmt.returning(key)).all()
-    return inserted
+    stmt = (_insert(session, model).on_conflict_do_nothing(index_elements=list(conflict) if conflict else None)
+            .returning(key))
+    return list(session.scalars(stmt, list(rows)))
 
 
 def insert_ignore(session: Session, model: Any, rows: Sequence[dict],
                   conflict: Sequence[str] | None = None) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were inserted."""
-    return len(insert_new(session, model, rows, conflict)) if rows else 0
+    return len(insert_new(session, model, rows, conflict))
 
 
 def upsert_touch(session: Session, model: Any, rows: Sequence[dict], *, touch: str) -> None:
@@ -55,12 +53,12 @@ def upsert_touch(session: Session, model: Any, rows: Sequence[dict], *, touch: s
     waits. Rows go in primary-key order so that two transactions locking overlapping sets
     take them in the same order.
     """
+    if not rows:
+        return
     key = list(model.__table__.primary_key.columns)[0].name
-    ordered = sorted(rows, key=lambda row: row[key])
-    for start in range(0, len(ordered), CHUNK):
-        stmt = _insert(session, model).values(ordered[start:start + CHUNK])
-        session.execute(stmt.on_conflict_do_update(index_elements=[key],
-                                                   set_={touch: getattr(stmt.excluded, touch)}))
+    stmt = _insert(session, model)
+    stmt = stmt.on_conflict_do_update(index_elements=[key], set_={touch: getattr(stmt.excluded, touch)})
+    session.execute(stmt, sorted(rows, key=lambda row: row[key]))
 
 
 def is_retryable(exc: BaseException) -> bool:

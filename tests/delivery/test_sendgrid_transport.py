@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import timedelta
 
 import pytest
 

@@ -90,7 +90,8 @@ def test_dispatch_batches_logs_decisions_and_leaves_a_summary_table(runtime):
         "journey": "post-purchase", "touchpoint": "immediate_post_sale", "sent": 1, "held": 1, "skipped": 0,
         "suppressed": 1, "failed": 0, "entered": 0, "exited": 0, "alerts": 0}
     assert rows["support-ack"]["sent"] == 1
-    assert sum(row["failed"] for row in rows.values()) == 1
+    failed = {journey: row["failed"] for journey, row in rows.items() if row["failed"]}
+    assert len(failed) == 1 and set(failed) <= {"post-purchase", "support-ack"}   # the first mail out failed
     assert "delivered 1" in summary.description and "failed 1" in summary.description
 
     info = {log.message for log in logs(fid, containing="suppressed: unsubscribed") if log.level == logging.INFO}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator
 from urllib.parse import quote
@@ -51,18 +52,44 @@ def schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    url: str      # connections made from it work in this schema
+
+
 @contextmanager
-def fresh_schema(prefix: str = "t") -> Iterator[str]:
-    """Yield a URL bound to a new, empty schema; drop the schema (and everything in it) after."""
+def fresh_schema(prefix: str = "t") -> Iterator[Schema]:
+    """A new, empty schema; dropped (with everything in it) afterwards."""
     base = require_postgres()
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, poolclass=NullPool)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield schema_url(base, schema)
+        yield Schema(schema, schema_url(base, schema))
     finally:
         with admin.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '60s'"))   # fail rather than hang
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def copy_schema(source: Schema, target: Schema) -> None:
+    """Migrate the empty ``target`` and copy every table's rows from ``source`` into it."""
+    from sqlmodel import SQLModel
+
+    from models import create_db_engine, init_db
+
+    migrated = create_db_engine(target.url)
+    init_db(migrated)
+    migrated.dispose()
+    engine = create_engine(require_postgres(), poolclass=NullPool)
+    with engine.begin() as conn:
+        for table in SQLModel.metadata.sorted_tables:   # parents before children
+            conn.execute(text(f'INSERT INTO "{target.name}".{table.name} SELECT * FROM "{source.name}".{table.name}'))
+            serial = conn.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f'"{target.name}".{table.name}'})
+            if serial:
+                conn.execute(text(f'SELECT setval(:s, (SELECT coalesce(max(id), 0) + 1 FROM "{target.name}".{table.name}), false)'),
+                             {"s": serial})
+    engine.dispose()

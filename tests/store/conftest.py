@@ -32,7 +32,7 @@ def make_ctx(request, tmp_path: Path) -> Callable[..., Context]:
         def new_url(n: int) -> str:
             if request.param == "sqlite":
                 return f"sqlite:///{tmp_path}/test-{n}.db"
-            return stack.enter_context(fresh_schema())
+            return stack.enter_context(fresh_schema()).url
 
         made: list[Context] = []
 

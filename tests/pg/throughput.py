@@ -1,0 +1,79 @@
+"""Dispatch throughput on PostgreSQL: 1, 2 and 4 dispatcher processes × batch sizes.
+
+    POSTSALE_TEST_PG_URL=postgresql+psycopg://... python -m tests.pg.throughput [--customers 4000]
+
+Seeds the scenario (``tests.pg.scenario``) once, then for every combination copies it into a
+fresh schema and starts the dispatchers together on the same ``NOW``. Throughput is customers
+advanced per second, from the first dispatcher's start to the last one's end (process start-up
+and journey loading excluded). Prints a Markdown table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from tests.pg.database import copy_schema, fresh_schema, require_postgres
+from tests.pg.scenario import seed, worker
+
+
+def _peak_connections(names: list[str], stop: threading.Event, peak: dict[str, int]) -> None:
+    engine = create_engine(require_postgres(), poolclass=NullPool)
+    with engine.connect() as conn:
+        while not stop.is_set():
+            for name, n in conn.execute(text("SELECT application_name, count(*) FROM pg_stat_activity "
+                                             "WHERE application_name = ANY(:names) GROUP BY 1"), {"names": names}):
+                peak[name] = max(peak.get(name, 0), n)
+            conn.rollback()
+            time.sleep(0.05)
+    engine.dispose()
+
+
+def measure(template, processes: int, batch: int) -> dict:
+    with fresh_schema("tp") as schema:
+        copy_schema(template, schema)
+        names = [f"tp{processes}x{batch}-{n}" for n in range(processes)]
+        stop, peak = threading.Event(), {}
+        watcher = threading.Thread(target=_peak_connections, args=(names, stop, peak))
+        watcher.start()
+        procs = [worker("dispatch", "--batch-size", str(batch), url=schema.url, name=name) for name in names]
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=900)
+            assert proc.returncode == 0, err[-2000:]
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        stop.set()
+        watcher.join()
+    span = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+    customers = sum(r["customers"] for r in reports)
+    return {"processes": processes, "batch": batch, "customers": customers, "runs": sum(r["runs"] for r in reports),
+            "seconds": round(span, 2), "per_second": round(customers / span), "batches": sum(r["batches"] for r in reports),
+            "connections": max(peak.values(), default=0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.pg.throughput")
+    parser.add_argument("--customers", type=int, default=4000)
+    parser.add_argument("--processes", default="1,2,4")
+    parser.add_argument("--batches", default="100,500,1000")
+    args = parser.parse_args()
+    with fresh_schema("tpl") as template:
+        started = time.monotonic()
+        seed(template.url, args.customers)
+        print(f"seeded {args.customers} customers in {time.monotonic() - started:.0f}s", flush=True)
+        print("| processes | batch | customers | runs | seconds | customers/s | batches | peak conns/process |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+        for processes in (int(p) for p in args.processes.split(",")):
+            for batch in (int(b) for b in args.batches.split(",")):
+                r = measure(template, processes, batch)
+                print(f"| {r['processes']} | {r['batch']} | {r['customers']} | {r['runs']} | {r['seconds']} | "
+                      f"{r['per_second']} | {r['batches']} | {r['connections']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
