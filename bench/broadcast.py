@@ -17,7 +17,7 @@ from bench.data import NOW
 
 NAME = "broadcast"
 TITLE = "incident.declared → every purchaser's notice handed to the transport"
-PURCHASERS, QUICK_PURCHASERS = 100_000, 2_000
+PURCHASERS, QUICK_PURCHASERS = 100_000, 1_000
 SKU = "GRINDER-2"
 
 

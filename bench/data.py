@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
@@ -72,7 +73,8 @@ def _kind(rng: random.Random) -> str:
 
 
 def customer_row(i: int, tag: str, rng: random.Random) -> dict[str, Any]:
-    name, tz, locale = PEOPLE[i % len(PEOPLE)]
+    # A hash, not ``i % 12``: due customers are every n-th id, and must not all share a zone.
+    name, tz, locale = PEOPLE[zlib.crc32(b"%d" % i) % len(PEOPLE)]
     return {"id": f"{tag}-{i:07d}", "email": f"{name.lower()}.{tag}.{i}@example.com",
             "name": f"{name} {SURNAMES[(i // len(PEOPLE)) % len(SURNAMES)]}", "timezone": tz,
             "locale": locale, "attributes": {"vip": rng.random() < 0.2, "orders": rng.randint(1, 9)},

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.backends import SQLITE, restore_sqlite, snapshot_sqlite
-from bench.common import DrainingTransport, context, median, rate, timer
+from bench.common import DrainingTransport, context, median, rate, timer, warm
 
 NAME = "dispatch"
 TITLE = "emails decided + rendered + queued per second, peak RSS"
-SIZES, QUICK_SIZES = (10_000, 100_000), (2_000,)
+SIZES, QUICK_SIZES = (10_000, 100_000), (1_000,)
 TARGET_RATE, TARGET_RSS = "≥ 5000", "≤ 300"
 
 
@@ -45,7 +45,7 @@ def measure(params: dict[str, Any], progress: Callable) -> dict[str, Any]:
     """One dispatch pass over everything due; optionally under pyinstrument."""
     from postsale.store.dispatch import dispatch
     ctx = context(params["url"], batch_size=params.get("batch_size", 500))
-    ctx.renderer.compile("thank_you")          # what a long-running dispatcher has warm anyway
+    warm(ctx)
     due = params.get("due")
     kwargs: dict[str, Any] = {}
     if "on_batch" in inspect.signature(dispatch).parameters:
@@ -108,11 +108,13 @@ def loaded(runner: Any, backend: Any, label: str, *, total: int, due: int, tag: 
         snap = workdir / f"{label}.snapshot.db"
         with backend.database(label) as url:
             runner.child(f"{label} · load", "bench.dispatch:setup", {"url": url, **params, "snapshot": str(snap)})
-        for _ in range(repeats):
-            with backend.database(label) as url:
-                restore_sqlite(snap, url)
-                yield url
-        snap.unlink(missing_ok=True)
+        try:
+            for _ in range(repeats):
+                with backend.database(label) as url:
+                    restore_sqlite(snap, url)
+                    yield url
+        finally:
+            snap.unlink(missing_ok=True)
         return
     for _ in range(repeats):
         with backend.database(label) as url:

@@ -19,8 +19,8 @@ from bench.data import chunks, raw_events
 
 NAME = "ingest"
 TITLE = "events per second through ingest_items and POST /events"
-CUSTOMERS, QUICK_CUSTOMERS = 6_000, 500
-SINGLES, QUICK_SINGLES = 2_000, 200
+CUSTOMERS, QUICK_CUSTOMERS = 6_000, 300
+SINGLES, QUICK_SINGLES = 2_000, 120
 BATCH = 500
 CLIENTS = 4
 TARGET_ENGINE, TARGET_API = "≥ 10000", "≥ 2000"

@@ -14,8 +14,8 @@ event could exit a run between a batch's read and its write. Delivery has a lock
 deliveries must never claim the same queued rows, but a slow provider must not hold up ingest.
 
 Shutdown (SIGINT/SIGTERM): uvicorn stops accepting and finishes the requests in flight; then the
-scheduler shuts down waiting for a running tick, which stops between rounds of a few batches,
-and the trigger worker finishes the batch it holds. A batch is one transaction, so even a hard
+scheduler shuts down waiting for a running tick, which stops after the batch it is in, and the
+trigger worker finishes the batch it holds. A batch is one transaction, so even a hard
 kill leaves no half-written batch: only work that the next start picks up.
 
 APScheduler never runs alongside a Prefect deployment schedule (DESIGN.md): production
@@ -35,16 +35,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
+import uvicorn
+
 from postsale.delivery.base import Transport
 from postsale.settings import DEV_SECRET, Settings
 from postsale.store.context import Context
 from postsale.store.delivery import DeliveryReport, deliver
-from postsale.store.dispatch import dispatch
+from postsale.store.dispatch import DispatchReport, dispatch
 from postsale.store.surveys import finalize_provisional
 
 log = logging.getLogger("postsale.serve")
 
-ROUND_BATCHES = 5          # dispatch batches between two looks at "stop requested"
+MAX_TICK_BATCHES = 200     # dispatch batches in one tick at most (100,000 customers at 500)
 DELIVERY_BATCH = 200       # messages handed to the transport at once
 
 
@@ -83,7 +85,7 @@ class Dispatcher:
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Until every triggered dispatch has run (tests and the CLI's clean exit use it)."""
+        """Until every triggered dispatch has run (what tests wait on instead of sleeping)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while (self._pending or self._busy) and self._worker is not None and self._worker.is_alive():
@@ -110,7 +112,6 @@ class Dispatcher:
             with self.lock:
                 finalize_provisional(self.ctx, self.ctx.clock.now())
             self._dispatch_all()
-            self.deliver()
             self.last_error = None
         except Exception as exc:  # a tick must never kill the scheduler thread
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -122,23 +123,36 @@ class Dispatcher:
             log.warning("a dispatch tick took %.1fs, longer than the %.1fs interval", took, self.interval_seconds)
 
     def run_for(self, customer_ids: Iterable[str]) -> None:
-        """Dispatch only these customers now, then deliver (the API's immediate path)."""
-        with self.lock:
-            report = dispatch(self.ctx, customer_ids=customer_ids)
-        if report.runs:
-            log.info("dispatched %d runs of %d customers: %s", report.runs, report.customers, dict(report.actions))
-        self.deliver()
+        """Dispatch only these customers now, a batch at a time, delivering after each (the
+        API's immediate path: the first emails go out while the rest are still decided)."""
+        ids = sorted(set(customer_ids))
+        size = max(1, self.ctx.batch_size)
+        for start in range(0, len(ids), size):
+            if self._stopping.is_set():
+                return   # the rest stay due: the next tick, or the next start, takes them
+            with self.lock:
+                report = dispatch(self.ctx, customer_ids=ids[start:start + size])
+            self._log(report)
+            self.deliver()
 
     def _dispatch_all(self) -> None:
-        while not self._stopping.is_set():
-            with self.lock:   # released between rounds, so that ingest is never starved
-                report = dispatch(self.ctx, max_batches=ROUND_BATCHES)
-            if report.runs:
-                log.info("dispatched %d runs of %d customers: %s", report.runs, report.customers, dict(report.actions))
-            for level, line in report.notices:
-                log.log(logging.WARNING if level == "warning" else logging.DEBUG, line)
-            if report.batches < ROUND_BATCHES:
+        """Everything due, one batch per hold of the lock so that ingest is never kept waiting
+        longer than a batch takes; at most MAX_TICK_BATCHES a tick (the next tick goes on)."""
+        for _ in range(MAX_TICK_BATCHES):
+            if self._stopping.is_set():
                 return
+            with self.lock:
+                report = dispatch(self.ctx, max_batches=1)
+            self._log(report)
+            self.deliver()
+            if report.batches == 0 or report.customers < self.ctx.batch_size:
+                return
+
+    def _log(self, report: DispatchReport) -> None:
+        if report.runs:
+            log.info("dispatched %d runs of %d customers: %s", report.runs, report.customers, dict(report.actions))
+        for level, line in report.notices:
+            log.log(logging.WARNING if level == "warning" else logging.DEBUG, line)
 
     def deliver(self) -> DeliveryReport:
         total = DeliveryReport()
@@ -266,8 +280,6 @@ class _RedactAccessLog(logging.Filter):
 def run(settings: Settings, options: ServeOptions = ServeOptions(), *,
         announce: Callable[[str], None] = print) -> int:
     """Serve until SIGINT/SIGTERM, then shut down cleanly; the process exit code."""
-    import uvicorn
-
     from postsale.api.app import create_app
     from postsale.delivery.factory import make_transport
 
@@ -278,7 +290,18 @@ def run(settings: Settings, options: ServeOptions = ServeOptions(), *,
     app = create_app(settings, ctx=ctx, dispatcher=dispatcher, max_body_bytes=options.max_body_bytes)
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level,
                             lifespan="on", timeout_graceful_shutdown=30, server_header=False)
-    server = uvicorn.Server(config)
+    url = f"http://{options.host if ':' not in options.host else f'[{options.host}]'}:{options.port}"
+    where = (f"emails land in {settings.outbox.resolve()}/ (open the .eml files)" if transport.name == "outbox"
+             else f"emails go out via {transport.name}")
+
+    def started() -> None:   # bound and listening: only now tick, and only now say where to look
+        dispatcher.start()
+        announce(f"postsale serving {url}  (POST /events, GET /healthz, /u/…, /s/…, /webhooks/…)")
+        announce(f"dispatching every {settings.dispatch_interval_seconds:g}s; {where}")
+        announce(f"database {settings.database_url}; per-journey numbers: postsale report")
+        announce("Ctrl+C or SIGTERM stops cleanly (the running batch finishes)")
+
+    server = _Server(config, started)
     logging.getLogger("uvicorn.access").addFilter(_RedactAccessLog())
     logging.getLogger("apscheduler").setLevel(logging.ERROR)   # our own warning says when ticks run long
     if not logging.getLogger().handlers:
@@ -296,19 +319,12 @@ def run(settings: Settings, options: ServeOptions = ServeOptions(), *,
             raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    url = f"http://{options.host if ':' not in options.host else f'[{options.host}]'}:{options.port}"
-    dispatcher.start()
-    announce(f"postsale serving {url}  (POST /events, GET /healthz, /u/…, /s/…, /webhooks/…)")
-    where = f"emails land in {settings.outbox.resolve()}/ (open the .eml files)" if transport.name == "outbox" \
-        else f"emails go out via {transport.name}"
-    announce(f"dispatching every {settings.dispatch_interval_seconds:g}s; {where}")
-    announce(f"database {settings.database_url}; per-journey numbers: postsale report")
-    announce("Ctrl+C or SIGTERM stops cleanly (the running batch finishes)")
     code = 0
     try:
         server.run()
-        if not server.started:
-            code = 1   # could not bind: uvicorn logged why
+    except SystemExit:   # uvicorn exits when it cannot bind; it logged why
+        code = 1
+        announce(f"postsale could not listen on {url} (uvicorn's error says why: is the port in use?)")
     except KeyboardInterrupt:
         code = 130
     finally:
@@ -319,8 +335,22 @@ def run(settings: Settings, options: ServeOptions = ServeOptions(), *,
         ctx.engine.dispose()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    announce("postsale stopped" if code == 0 else f"postsale stopped (exit {code})")
+    if server.started:
+        announce("postsale stopped" if code == 0 else f"postsale stopped (exit {code})")
     return code
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, telling us once it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            self._on_started()
 
 
 __all__ = ["Dispatcher", "ServeOptions", "run", "is_loopback", "prepare_settings"]

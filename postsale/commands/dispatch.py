@@ -28,7 +28,7 @@ def dispatch(
     except ConfigError as exc:
         fail(str(exc))
     report = run_dispatch(ctx)
-    delivered = deliver(ctx, transport) if transport else None
+    delivered = deliver(ctx, transport, reconcile_after=cfg.delivery_reconcile_after) if transport else None
     if as_json:
         out = report.to_json()
         out["delivery"] = delivered.to_json() if delivered else None

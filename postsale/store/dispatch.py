@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from models import Customer as CustomerRow
 from models import Event as EventRow
-from models import Message, Run, Suppression, Timeline
+from models import Message, Run, Suppression
 from postsale.engine import advance_customer, program_for
 from postsale.engine.types import (Alerted, CustomerState, Exited, Held, RunState, RunStatus, Sent,
                                    SentRecord, Skipped, StartJourney, Suppressed)
@@ -102,8 +102,8 @@ def claim(session: Session, now: datetime, limit: int, *, only: list[str] | None
     """Up to ``limit`` customers with a run due at ``now``, theirs until the transaction ends.
 
     PostgreSQL locks the customers' rows, skipping those another transaction holds (another
-    dispatcher's batch, an ingest of their events); SQLite, one writer, orders by the earliest
-    due run.
+    dispatcher's batch, an ingest of their events), in key order: the query stops at ``limit``
+    instead of sorting every due customer. SQLite, one writer, takes the earliest due first.
     """
     due = select(Run.customer_id).where(Run.next_run_at <= now, Run.status.in_(UNFINISHED))
     if only is not None:

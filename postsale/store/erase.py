@@ -5,9 +5,9 @@ stays, stripped to keys and counts:
 
 | table | kept | erased |
 | --- | --- | --- |
-| customers | the id (the shop's key, needed by every other row) | email, name, attributes, locale, time zone |
+| customers | the id (the shop's key for every other row) | email, name, attributes, locale, zone |
 | events | id (dedupe), type, times | the customer snapshot and all of ``data`` |
-| runs | ids, step, status (unfinished ones end: "customer forgotten") | context (trigger data, answers, waited events) but numeric answers |
+| runs | ids, step, status (unfinished ones end) | context: trigger data, waited events, text answers |
 | messages | ids, template, status, times (caps and reports count them) | address, name, subject, bodies, headers; queued ones are cancelled |
 | timeline | the decisions | subjects, alert texts, the address wherever a reason quotes it |
 | survey_responses | numeric scores (report averages) | text answers |
@@ -18,7 +18,9 @@ stays, stripped to keys and counts:
 The dispatcher already ends the runs of a customer whose row has no email, so nothing can be
 sent to a forgotten person even by a run that slipped past this transaction. An event that
 arrives later for the same customer id brings new data in (it is new processing); the
-suppression keeps the address from being mailed again.
+suppression, scope ``all``, is what must then keep the address from being mailed again.
+Today ``store.dispatch`` honours suppressions for marketing only (a strict xfail in
+``tests/api/test_forget.py`` marks the gap for transactional mail).
 """
 
 from __future__ import annotations

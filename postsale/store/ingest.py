@@ -100,15 +100,14 @@ def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     now = ctx.clock.now()
     with Session(ctx.engine) as session:
         new = _store(session, events, now)
-        locked = _lock_customers(session, [e for e in events if e.id in new], now)  # noqa: F841 (kept
-        # alive: the session's identity map holds rows weakly, and _apply finds them there)
+        customers = _lock_customers(session, [e for e in events if e.id in new], now)
         for event in events:
             if event.id not in new:
                 result.duplicates.append(event.id)
                 continue
             new.discard(event.id)   # the same id twice in one batch: the second is a duplicate
             result.accepted.append(event.id)
-            _apply(session, ctx, event, now, result)
+            _apply(session, ctx, event, customers, now, result)
         session.commit()
     return result
 
@@ -124,7 +123,7 @@ def _store(session: Session, events: list[Event], now: datetime) -> set[str]:
     return set(insert_new(session, EventRow, [rows[key] for key in sorted(rows)], ["id"]))
 
 
-def _lock_customers(session: Session, events: list[Event], now: datetime) -> list[CustomerRow]:
+def _lock_customers(session: Session, events: list[Event], now: datetime) -> dict[str, CustomerRow]:
     """Create the customers that are new and lock every customer of the batch until commit."""
     first: dict[str, dict[str, Any]] = {}
     for event in events:
@@ -135,15 +134,16 @@ def _lock_customers(session: Session, events: list[Event], now: datetime) -> lis
                            "created_at": now, "updated_at": now}
     upsert_touch(session, CustomerRow, list(first.values()), touch="updated_at")
     ids = sorted(first)
-    return [row for start in range(0, len(ids), 1000)   # loaded once, not once an event
-            for row in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids[start:start + 1000])))]
+    return {row.id: row for start in range(0, len(ids), 1000)   # loaded once, not once an event
+            for row in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids[start:start + 1000])))}
 
 
 # ---------------------------------------------------------------- effects of one event
 
-def _apply(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
+def _apply(session: Session, ctx: Context, event: Event, customers: dict[str, CustomerRow], now: datetime,
+           result: IngestResult) -> None:
     if event.customer is not None:
-        _upsert_customer(session, event, now)
+        _merge_customer(customers[event.customer.id], event, now)
         result.customers.add(event.customer.id)
     if event.type == "order.placed":
         _record_purchases(session, event)
@@ -160,11 +160,10 @@ def _apply(session: Session, ctx: Context, event: Event, now: datetime, result: 
     _start_triggered(session, ctx, event, now, result)
 
 
-def _upsert_customer(session: Session, event: Event, now: datetime) -> None:
-    """Merge what the event says about its customer (the row exists and is locked: ``_lock_customers``)."""
+def _merge_customer(row: CustomerRow, event: Event, now: datetime) -> None:
+    """Merge what the event says about its customer into the row (locked: ``_lock_customers``)."""
     c = event.customer
     assert c is not None
-    row = session.get(CustomerRow, c.id)
     row.email = c.email
     row.name = c.name or row.name
     row.timezone = c.timezone if c.timezone != "UTC" or not row.timezone else row.timezone
@@ -172,7 +171,6 @@ def _upsert_customer(session: Session, event: Event, now: datetime) -> None:
     if c.attributes:
         row.attributes = {**(row.attributes or {}), **c.attributes}
     row.updated_at = now
-    session.flush()
 
 
 def _record_purchases(session: Session, event: Event) -> None:

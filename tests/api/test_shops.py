@@ -1,9 +1,10 @@
 """Shopify and Stripe webhooks: signatures, mapping of real payloads, dedupe on replays.
 
-The payloads under ``fixture/payloads`` are the examples of Shopify's webhook reference
-(orders/create, fulfillments/create, refunds/create) and of Stripe's Checkout Session object
-inside an ``Event``; the tests only move their timestamps to the test's clock, as a live
-delivery would carry.
+The payloads under ``fixture/payloads`` follow the example payloads of Shopify's webhook
+reference (orders/create, fulfillments/create, refunds/create: same ids, fields and nesting;
+the order marked paid and the refund given its transaction, which the reference leaves empty)
+and Stripe's Checkout Session object inside an ``Event``. The tests move their timestamps to
+the test's clock, as a live delivery would carry.
 """
 
 from __future__ import annotations

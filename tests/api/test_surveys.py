@@ -187,3 +187,16 @@ def test_tampered_foreign_and_expired_survey_links(live: Live):
     closed = live.client.get(path)
     assert closed.status_code == 410 and "This survey has closed" in closed.text
     assert response_of(live, "c-links2") is None
+
+
+def test_parallel_scanner_clicks_leave_one_void_response(live: Live):
+    from concurrent.futures import ThreadPoolExecutor
+
+    mail = send_survey(live, "c-swarm")
+    with ThreadPoolExecutor(5) as pool:
+        codes = list(pool.map(lambda a: live.client.get(survey_path(mail, a)).status_code, [1, 2, 3, 4, 5]))
+
+    assert codes == [200] * 5
+    with Session(live.ctx.engine) as session:
+        rows = list(session.exec(select(SurveyResponse).where(SurveyResponse.customer_id == "c-swarm")))
+    assert [r.status for r in rows] == ["void"]

@@ -63,6 +63,16 @@ def test_ingest_takes_the_one_event_a_trigger_passes(runtime):
     assert flow_run(run_id(state)).name == "ingest order.placed o-7"
 
 
+def test_ingest_reads_a_file_for_imports_too_big_for_parameters(runtime, tmp_path):
+    lines = [json.dumps(order(f"o-{i}", T0, customer(f"c-{i}"))) for i in range(3)] + ["{not json"]
+    (tmp_path / "orders.ndjson").write_text("\n".join(lines))
+    state = ingest(path=str(tmp_path / "orders.ndjson"), return_state=True)
+    out = state.result()
+    assert (out["accepted"], out["rejected"]) == (3, 1)
+    assert out["rejections"][0]["field"] == "json"
+    assert flow_run(run_id(state)).name == "ingest orders.ndjson"
+
+
 def test_dispatch_batches_logs_decisions_and_leaves_a_summary_table(runtime):
     ctx, transport = runtime
     _activity(ctx)

@@ -87,9 +87,10 @@ def copy_schema(source: Schema, target: Schema) -> None:
     engine = create_engine(require_postgres(), poolclass=NullPool)
     with engine.begin() as conn:
         for table in SQLModel.metadata.sorted_tables:   # parents before children
-            conn.execute(text(f'INSERT INTO "{target.name}".{table.name} SELECT * FROM "{source.name}".{table.name}'))
-            serial = conn.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f'"{target.name}".{table.name}'})
-            if serial:
-                conn.execute(text(f'SELECT setval(:s, (SELECT coalesce(max(id), 0) + 1 FROM "{target.name}".{table.name}), false)'),
+            into, source_table = f'"{target.name}".{table.name}', f'"{source.name}".{table.name}'
+            conn.execute(text(f"INSERT INTO {into} SELECT * FROM {source_table}"))
+            serial = conn.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": into})
+            if serial:   # the copied ids are taken: new rows continue after them
+                conn.execute(text(f"SELECT setval(:s, (SELECT coalesce(max(id), 0) + 1 FROM {into}), false)"),
                              {"s": serial})
     engine.dispose()

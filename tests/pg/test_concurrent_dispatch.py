@@ -137,7 +137,7 @@ def _assert_same_outcome(engine: Engine, ref_engine: Engine) -> None:
         return messages, runs, decisions
 
     got, want = outcome(engine), outcome(ref_engine)
-    for name, g, w in zip(("messages", "runs", "decisions"), got, want):
+    for name, g, w in zip(("messages", "runs", "decisions"), got, want, strict=True):
         assert len(g) == len(w) and g == w, f"{name} differ from the single-dispatcher reference"
 
 

@@ -4,24 +4,27 @@ Four processes ingest the same events, each in its own shuffled order and in sma
 every event is delivered four times at once, and one customer's events are applied by
 different processes at the same moment. Each event must be accepted exactly once, and the
 customer lock must keep ``reentry: never`` and "one active run per journey" true: a customer
-with two orders enters ``welcome`` once.
+with two orders enters ``welcome`` once. And a batch PostgreSQL aborts to break a deadlock
+is tried again, whole.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import threading
+from collections import Counter
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from models import Event as EventRow
 from models import Run, Timeline, create_db_engine, init_db
-from postsale.store.ingest import UNFINISHED
+from postsale.store.ingest import UNFINISHED, ingest_events
 from tests.pg.database import fresh_schema
-from tests.pg.scenario import WAVE2, customer, worker
-from tests.store.events import raw
+from tests.pg.scenario import WAVE2, context, customer, worker
+from tests.store.events import event, raw
 
 pytestmark = pytest.mark.postgres
 
@@ -31,9 +34,9 @@ PROCESSES = 4
 
 def _events() -> list[dict]:
     out = []
+    items = [{"sku": "KETTLE-1", "name": "Kettle", "category": "kitchen", "quantity": 1, "price": 30}]
     for i in range(CUSTOMERS):
         c = customer(i)
-        items = [{"sku": "KETTLE-1", "name": "Kettle", "category": "kitchen", "quantity": 1, "price": 30}]
         for n in (1, 2):   # two orders: welcome is reentry: never
             out.append(raw(f"o{n}-{i}", "order.placed", WAVE2, c, order_id=f"o{n}-{i}", total=30.0,
                            currency="EUR", items=items))
@@ -48,14 +51,12 @@ def test_four_ingesters_of_the_same_events_accept_each_once_and_enroll_once(tmp_
     with fresh_schema("ing") as schema:
         engine = create_db_engine(schema.url)
         init_db(engine)
-        files = []
+        procs = []
         for n in range(PROCESSES):
-            shuffled = random.Random(n).sample(events, len(events))
             path = tmp_path / f"events-{n}.ndjson"
-            path.write_text("\n".join(json.dumps(e) for e in shuffled))
-            files.append(path)
-        procs = [worker("ingest", "--events", str(path), "--now", WAVE2.isoformat(), "--chunk", "25",
-                        url=schema.url, name=f"i{n}") for n, path in enumerate(files)]
+            path.write_text("\n".join(json.dumps(e) for e in random.Random(n).sample(events, len(events))))
+            procs.append(worker("ingest", "--events", str(path), "--now", WAVE2.isoformat(), "--chunk", "25",
+                                url=schema.url, name=f"i{n}"))
         results = []
         for proc in procs:
             out, err = proc.communicate(timeout=300)
@@ -63,53 +64,38 @@ def test_four_ingesters_of_the_same_events_accept_each_once_and_enroll_once(tmp_
             assert "retried" not in err      # events and customers are locked in key order: no deadlock
             results.append(json.loads(out.strip().splitlines()[-1]))
         try:
-            assert sum(r["accepted"] for r in results) == len(events)
-            assert sum(r["duplicates"] for r in results) == len(events) * (PROCESSES - 1)
             with Session(engine) as s:
-                assert s.scalar(select(func.count()).select_from(EventRow)) == len(events)
+                stored = s.scalar(select(func.count()).select_from(EventRow))
                 runs = s.execute(select(Run.customer_id, Run.journey_id, Run.status)).all()
                 entered = s.scalar(select(func.count()).where(Timeline.action == "entered"))
         finally:
             engine.dispose()
-        per_journey: dict[str, dict[str, int]] = {}
-        for customer_id, journey_id, status in runs:
-            counts = per_journey.setdefault(journey_id, {})
-            counts[customer_id] = counts.get(customer_id, 0) + 1
-        assert entered == len(runs)
-        assert sorted(per_journey["welcome"].values()) == [1] * CUSTOMERS            # two orders, one run
-        assert sorted(per_journey["review"].values()) == [1] * CUSTOMERS
-        assert sorted(per_journey["shipping"].values()) == [1] * CUSTOMERS
-        active: dict[tuple[str, str], int] = {}
-        for customer_id, journey_id, status in runs:
-            if status in UNFINISHED and journey_id != "shipping":
-                active[customer_id, journey_id] = active.get((customer_id, journey_id), 0) + 1
-        assert set(active.values()) == {1}                                         # one active run a journey
+    assert sum(r["accepted"] for r in results) == stored == len(events)
+    assert sum(r["duplicates"] for r in results) == len(events) * (PROCESSES - 1)
+    assert entered == len(runs)
+    per_customer = {j: Counter(c for c, journey, _ in runs if journey == j) for j in ("welcome", "review", "shipping")}
+    for journey, counts in per_customer.items():
+        assert len(counts) == CUSTOMERS and set(counts.values()) == {1}, journey   # two orders, one welcome
+    active = Counter((c, j) for c, j, status in runs if status in UNFINISHED and j != "shipping")
+    assert set(active.values()) == {1}                                            # one active run a journey
 
 
 def test_a_batch_aborted_to_break_a_deadlock_is_retried_whole(caplog):
-    """Another transaction holds customer B and then asks for A while a batch holds A and waits
-    for B: PostgreSQL aborts the batch (its deadlock check runs first), which is tried again."""
-    from sqlalchemy import text
-
-    from postsale.store.ingest import ingest_events
-    from tests.pg.scenario import context
-    from tests.store.events import event
-
+    """Another transaction holds customer B, then asks for A while a batch holds A and waits for
+    B: PostgreSQL aborts the batch (its deadlock check runs first), and it is tried again."""
     with fresh_schema("dl") as schema:
         ctx = context(schema.url, WAVE2)
         a, b = customer(1), customer(2)
         ingest_events(ctx, [event("a0", "order.shipped", WAVE2, a), event("b0", "order.shipped", WAVE2, b)])
         rival = ctx.engine.connect()
-        rival.execute(text("SET deadlock_timeout = '20s'"))   # so the batch is the one aborted
+        rival.execute(text("SET deadlock_timeout = '20s'"))   # so that the batch is the one aborted
         rival.execute(text("SELECT id FROM customers WHERE id = :id FOR UPDATE"), {"id": b["id"]})
-
-        import threading
         outcome: dict = {}
         batch = [event("a1", "order.shipped", WAVE2, a), event("b1", "order.shipped", WAVE2, b)]
         thread = threading.Thread(target=lambda: outcome.update(result=ingest_events(ctx, batch)))
         thread.start()
         with ctx.engine.connect() as watch:
-            for _ in range(2000):   # until the batch holds A and waits for B
+            for _ in range(3000):   # until the batch holds A and waits for B
                 waiting = watch.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND datname = current_database() AND query LIKE 'INSERT INTO customers%'")).scalar()

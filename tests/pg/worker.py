@@ -28,14 +28,15 @@ def _print(**fields) -> None:
 
 def run_dispatch(args: argparse.Namespace) -> None:
     ctx = context(args.url, parse_timestamp(args.now), batch_size=args.batch_size)
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
 
     def committed(report: DispatchReport) -> None:
         _print(batch=report.batches, customers=report.customers, runs=report.runs)
 
     report = dispatch(ctx, on_batch=committed)
     ended = time.time()
-    _print(done=True, started=started, ended=ended, seconds=round(ended - started, 3), **report.to_json())
+    _print(done=True, started=started, ended=ended, seconds=round(ended - started, 3),
+           cpu=round(time.process_time() - cpu, 3), **report.to_json())
 
 
 def run_ingest(args: argparse.Namespace) -> None:
