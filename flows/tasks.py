@@ -77,7 +77,8 @@ def dispatch_customers(ctx: Context, customer_ids: list[str]) -> DispatchReport:
 @task(name="deliver", task_run_name="deliver", **_retrying)
 def deliver_outbox(ctx: Context, transport: Transport) -> DeliveryReport:
     """Hand every due queued outbox message to the transport."""
-    return deliver(ctx, transport)
+    from postsale.settings import load_settings
+    return deliver(ctx, transport, reconcile_after=load_settings().delivery_reconcile_after)
 
 
 @task(name="broadcast-audience", task_run_name="broadcast-audience", **_retrying)

@@ -53,8 +53,10 @@ DELIVERY_BATCH = 200       # messages handed to the transport at once
 class Dispatcher:
     """Dispatch and delivery for one process: the scheduled tick, API-triggered runs, one lock."""
 
-    def __init__(self, ctx: Context, transport: Transport | None, *, interval_seconds: float = 5.0) -> None:
+    def __init__(self, ctx: Context, transport: Transport | None, *, interval_seconds: float = 5.0,
+                 reconcile_after: float | None = None) -> None:
         self.ctx = ctx
+        self.reconcile_after = reconcile_after
         self.transport = transport
         self.interval_seconds = interval_seconds
         self.lock = threading.RLock()
@@ -160,7 +162,8 @@ class Dispatcher:
             return total
         with self._deliver_lock:
             while True:
-                report = deliver(self.ctx, self.transport, batch_size=DELIVERY_BATCH, max_batches=1)
+                report = deliver(self.ctx, self.transport, batch_size=DELIVERY_BATCH, max_batches=1,
+                                 reconcile_after=self.reconcile_after)
                 total.sent += report.sent
                 total.failed += report.failed
                 total.retried += report.retried
@@ -286,7 +289,8 @@ def run(settings: Settings, options: ServeOptions = ServeOptions(), *,
     settings = prepare_settings(settings, options.host, announce)
     ctx = Context.from_settings(settings)
     transport = make_transport(settings)
-    dispatcher = Dispatcher(ctx, transport, interval_seconds=settings.dispatch_interval_seconds)
+    dispatcher = Dispatcher(ctx, transport, interval_seconds=settings.dispatch_interval_seconds,
+                            reconcile_after=settings.delivery_reconcile_after)
     app = create_app(settings, ctx=ctx, dispatcher=dispatcher, max_body_bytes=options.max_body_bytes)
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level,
                             lifespan="on", timeout_graceful_shutdown=30, server_header=False)

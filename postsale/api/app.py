@@ -50,7 +50,8 @@ def create_app(settings: Settings, *, ctx: Context | None = None, dispatcher: "D
     owns_dispatcher = dispatcher is None
     if dispatcher is None:
         from postsale.delivery.factory import make_transport
-        dispatcher = Dispatcher(ctx, make_transport(settings), interval_seconds=settings.dispatch_interval_seconds)
+        dispatcher = Dispatcher(ctx, make_transport(settings), interval_seconds=settings.dispatch_interval_seconds,
+                                reconcile_after=settings.delivery_reconcile_after)
     if emit_prefect is None:
         emit_prefect = bool(os.environ.get("PREFECT_API_URL"))
 

@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from postsale.delivery.webhook import (SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidWebhook, load_public_key,
                                        parse_events, verify_signature)
+from postsale.api.deps import MAX_BODY_BYTES, read_body
 from postsale.settings import Settings
 from postsale.store.context import Context
 from postsale.store.delivery_events import record_events
@@ -37,6 +38,14 @@ def get_context(request: Request) -> Context:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def _record_locked(services: Any, ctx: Context, events: Any) -> Any:
+    """Under serve's writer lock: a webhook write must not interleave a dispatch batch."""
+    if services is None:
+        return record_events(ctx, events)
+    with services.dispatcher.writing():
+        return record_events(ctx, events)
 
 
 @lru_cache(maxsize=4)
@@ -54,7 +63,8 @@ async def sendgrid_events(request: Request, ctx: Context = Depends(get_context),
         key = _key(settings.sendgrid_webhook_public_key)
     except InvalidWebhook as exc:
         raise HTTPException(503, str(exc)) from None
-    body = await request.body()
+    services = getattr(request.app.state, "services", None)
+    body = await read_body(request, services.max_body_bytes if services else MAX_BODY_BYTES)
     now = ctx.clock.now()
     try:
         verify_signature(key, body,
@@ -66,7 +76,7 @@ async def sendgrid_events(request: Request, ctx: Context = Depends(get_context),
         batch = parse_events(body, now=now)
     except InvalidWebhook as exc:
         raise HTTPException(400, str(exc)) from None
-    result = await run_in_threadpool(record_events, ctx, batch.events)
+    result = await run_in_threadpool(_record_locked, services, ctx, batch.events)
     return {**result.to_json(), "received": len(batch.events) + sum(batch.unknown.values()) + batch.invalid,
             "ignored": sum(batch.unknown.values()), "ignored_types": dict(batch.unknown),
             "invalid": batch.invalid}
