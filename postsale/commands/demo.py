@@ -82,7 +82,9 @@ def demo(
     print_report(reports, f"demo {tag}")
     if transport.name == "outbox":
         console.print(f"emails: [bold]{cfg.outbox}/[/] (.eml files: open one in a mail client)")
-    console.print(f"database: {cfg.database_url} · next: [bold]postsale report --since 60d[/], "
+    from sqlalchemy.engine import make_url
+    shown = make_url(cfg.database_url).render_as_string(hide_password=True)
+    console.print(f"database: {shown} · next: [bold]postsale report --since 60d[/], "
                   f"[bold]postsale validate[/], [bold]postsale simulate --events FILE[/]")
     if not sent:
         fail("the demo sent no email", hint="run postsale validate to see what is wrong with the journeys")

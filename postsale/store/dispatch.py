@@ -136,9 +136,11 @@ def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now
         if not runs:
             continue
         report.customers += 1
-        if row is None or not row.email:  # forgotten: nothing more is sent to this person
+        reason, scope = suppressed.get(email_hash(row.email), (None, None)) if row and row.email else (None, None)
+        if row is None or not row.email or scope == "all":  # forgotten: nothing more is sent to this person
             for run in runs:
                 end_run(session, run, now, "customer forgotten")
+                report.count(run.journey_id, "exited")
             continue
         items: list[tuple[RunState, Journey]] = []
         rows_by_id = {}
@@ -154,7 +156,7 @@ def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now
             customer=Customer(id=row.id, email=row.email, name=row.name, timezone=row.timezone or "UTC",
                               locale=row.locale, attributes=dict(row.attributes or {})),
             history=tuple(history.get(customer_id, ())),
-            suppressed=suppressed.get(email_hash(row.email)),
+            suppressed=reason,
             ticket_open=row.open_tickets > 0,
             exit_events=tuple(exit_events.get(customer_id, ())))
         results = advance_customer(items, state, policy, now, ctx.renderer)
@@ -184,12 +186,14 @@ def _history(session: Session, customer_ids: list[str], since: datetime) -> dict
     return out
 
 
-def _suppressions(session: Session, emails: list[str]) -> dict[str, str]:
+def _suppressions(session: Session, emails: list[str]) -> dict[str, tuple[str, str]]:
+    """(reason, scope) by address hash: scope ``all`` (forgotten) stops every email."""
     hashes = [email_hash(e) for e in emails]
     if not hashes:
         return {}
-    return dict(session.execute(select(Suppression.email_hash, Suppression.reason)
-                                .where(Suppression.email_hash.in_(hashes))).all())
+    rows = session.execute(select(Suppression.email_hash, Suppression.reason, Suppression.scope)
+                           .where(Suppression.email_hash.in_(hashes)))
+    return {h: (reason, scope) for h, reason, scope in rows}
 
 
 def _exit_events(session: Session, ctx: Context, customer_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:

@@ -157,7 +157,21 @@ def _apply(session: Session, ctx: Context, event: Event, customers: dict[str, Cu
         unfinished = _unfinished_runs(session, event.customer.id)
         _exit_runs(session, ctx, event, unfinished, now)
         _wake_waiting(event, unfinished, now, result)
+    elif event.is_broadcast:  # incident.resolved: every affected customer waiting for it
+        ids = [c["id"] for c in _audience(session, event)]
+        unfinished = [r for r in session.scalars(select(Run).where(Run.customer_id.in_(ids),
+                                                                   Run.status.in_(UNFINISHED)))
+                      if _same_incident(r, event)] if ids else []
+        _exit_runs(session, ctx, event, unfinished, now)
+        _wake_waiting(event, unfinished, now, result)
     _start_triggered(session, ctx, event, now, result)
+
+
+def _same_incident(run: Run, event: Event) -> bool:
+    """A resolution concerns the runs its own incident started (when both name one)."""
+    started_by = ((run.context or {}).get("trigger") or {}).get("data") or {}
+    theirs, ours = started_by.get("incident_id"), event.data.get("incident_id")
+    return theirs is None or ours is None or theirs == ours
 
 
 def _merge_customer(row: CustomerRow, event: Event, now: datetime) -> None:

@@ -74,8 +74,6 @@ def test_forgetting_an_unknown_address_still_suppresses_it(live: Live):
     assert response.json()["suppression"] == "added"
 
 
-@pytest.mark.xfail(strict=True, reason="store/dispatch.py reads a suppression's reason but not its scope: "
-                                       "a forgotten address that comes back still gets transactional mail")
 def test_a_forgotten_address_is_never_mailed_again_even_when_the_shop_sends_it_again(live: Live):
     live.post_events(order("back-1", "c-back"))
     live.settle()

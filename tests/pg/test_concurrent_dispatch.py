@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -91,7 +92,10 @@ def _kill_mid_batch(proc, url: str, name: str) -> int:
 
     Returns how many customers it had advanced in the batches it committed.
     """
-    first = json.loads(proc.stdout.readline() or "{}")   # blocks until its first commit
+    watchdog = threading.Timer(TIMEOUT, proc.kill)       # readline must not block for ever
+    watchdog.start()
+    first = json.loads(proc.stdout.readline() or "{}")   # returns at its first commit
+    watchdog.cancel()
     assert first.get("batch") == 1, f"the victim ended before committing a batch: {first}"
     engine = create_engine(require_postgres(), poolclass=NullPool)
     deadline = time.monotonic() + TIMEOUT

@@ -4,8 +4,8 @@
 
 Seeds the scenario (``tests.pg.scenario``) once, then for every combination copies it into a
 fresh schema and starts the dispatchers together on the same ``NOW``. Throughput is customers
-advanced per second, from the first dispatcher's start to the last one's end (process start-up
-and journey loading excluded); "dispatcher CPU" is the dispatchers' own CPU time, which a
+advanced per second, from the moment the dispatchers start together (after every process has
+loaded) to the last one's end; "dispatcher CPU" is the dispatchers' own CPU time, which a
 busy machine does not inflate. Prints a Markdown table; nothing is asserted.
 """
 
@@ -42,7 +42,9 @@ def measure(template, processes: int, batch: int) -> dict:
         stop, peak = threading.Event(), {}
         watcher = threading.Thread(target=_peak_connections, args=(names, stop, peak))
         watcher.start()
-        procs = [worker("dispatch", "--batch-size", str(batch), url=schema.url, name=name) for name in names]
+        start_at = str(time.time() + 4 + 2 * processes)   # after every process has loaded its journeys
+        procs = [worker("dispatch", "--batch-size", str(batch), "--start-at", start_at, url=schema.url, name=name)
+                 for name in names]
         reports = []
         for proc in procs:
             out, err = proc.communicate(timeout=900)

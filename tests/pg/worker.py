@@ -1,6 +1,6 @@
 """One worker process for the concurrency tests and measurements.
 
-    python -m tests.pg.worker dispatch --url URL [--now 2026-11-23T10:00:00Z] [--batch-size 100]
+    python -m tests.pg.worker dispatch --url URL [--now 2026-11-23T14:00:00Z] [--batch-size 100]
     python -m tests.pg.worker ingest --url URL --events FILE.ndjson [--now ...] [--chunk 50]
 
 ``dispatch`` builds a Context on the scenario's journeys with a clock stopped at ``--now``
@@ -28,6 +28,8 @@ def _print(**fields) -> None:
 
 def run_dispatch(args: argparse.Namespace) -> None:
     ctx = context(args.url, parse_timestamp(args.now), batch_size=args.batch_size)
+    if args.start_at:   # measurements: start together, after every process has loaded
+        time.sleep(max(0.0, args.start_at - time.time()))
     started, cpu = time.time(), time.process_time()
 
     def committed(report: DispatchReport) -> None:
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dispatch")
     d.add_argument("--batch-size", type=int, default=100)
+    d.add_argument("--start-at", type=float, default=None, help="epoch seconds to begin dispatching at")
     i = sub.add_parser("ingest")
     i.add_argument("--events", required=True)
     i.add_argument("--chunk", type=int, default=50)

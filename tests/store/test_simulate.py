@@ -111,3 +111,21 @@ def test_cli_simulate_json_prints_one_object_a_line(tmp_path):
     assert lines[0]["action"] == "entered" and lines[1]["action"] == "sent"
     assert lines[1]["template"] == "thank_you"
     assert "customer.email" in result.stderr
+
+
+def test_incident_resolution_reaches_every_affected_customer_waiting_for_it(tmp_path):
+    root = FIXTURE.parents[2]
+    buyers = [order(f"o-{i}", T0 - timedelta(days=3), customer(f"b-{i}"), skus=[("KETTLE-1", "kitchen")])
+              for i in range(3)]
+    other = order("o-x", T0 - timedelta(days=3), customer("x-1"), skus=[("LAMP-3", "home")])
+    declared = event("inc", "incident.declared", T0, None, skus=["KETTLE-1"], incident_id="inc-7",
+                     product="Steel kettle", title="the lid seal can loosen", description="Seals can loosen.",
+                     action="We post new seals.", advice="Fill to MAX.")
+    resolved = event("inc-ok", "incident.resolved", T0 + timedelta(days=2), None, skus=["KETTLE-1"],
+                     incident_id="inc-7", product="Steel kettle", title="the lid seal can loosen",
+                     resolution="New seals are on their way.")
+    timeline = simulate(buyers + [other, declared, resolved], journeys=root / "journeys",
+                        templates=root / "templates").timeline
+    notices = rows(timeline, journey="incident-notice", action="sent")
+    assert sorted(e["customer"] for e in notices if e["step"] == "incident_notice") == ["b-0", "b-1", "b-2"]
+    assert sorted(e["customer"] for e in notices if e["step"] == "incident_resolved") == ["b-0", "b-1", "b-2"]
