@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test validate serve clean
+.PHONY: install demo test validate serve bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+reliability: $(STAMP)
+	PYTHON=$(BIN)/python sh scripts/reliability.sh $(RELIABILITY_ARGS)
 
 validate: $(STAMP)
 	$(BIN)/postsale validate

@@ -4,7 +4,7 @@
 the email (the same renderer, built once per process: generous to the baseline), insert the
 outbox row and hand it to the memory transport. No caps, no quiet hours, no batching: every
 customer it is given gets an email. Prefect 3.8 costs about 1.2 s a flow run here, so 1,000
-runs would take ~20 minutes: the benchmark times a sample of 50 flow runs (5 with --quick)
+runs would take ~20 minutes: the benchmark times a sample of 50 flow runs (3 with --quick)
 and extrapolates to 1,000, and says so. The temporary Prefect server's start-up is timed
 separately and excluded.
 

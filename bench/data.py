@@ -264,7 +264,8 @@ class Loader:
             wake = self._event(rows, f"{self.tag}-d{i}", "order.delivered", delivered, customer, data)
             until = NOW + timedelta(days=rng.uniform(1, 5))
             run_id = self._run(rows, "care-check-in", customer, wake, entered=delivered,
-                               step_index=self.index["survey"] + 1, status=RunStatus.waiting, next_run_at=until, step_id=None,
+                               step_index=self.index["survey"] + 1, status=RunStatus.waiting, next_run_at=until,
+                               step_id=None,
                                waiting_for="survey.answered", wait_until=until)
             self._sent(rows, run_id, "care-check-in", "csat", "survey_csat", customer, NOW - timedelta(hours=20),
                        survey="csat")

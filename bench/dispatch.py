@@ -50,6 +50,10 @@ def measure(params: dict[str, Any], progress: Callable) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if "on_batch" in inspect.signature(dispatch).parameters:
         kwargs["on_batch"] = lambda report: progress(report.customers, due, "dispatch")
+    if params.get("gc_tuned"):
+        import gc
+        gc.freeze()                            # catalogue, templates, modules: never garbage
+        gc.set_threshold(50_000, 20, 100)
     profiler = None
     if params.get("profile"):
         import pyinstrument
@@ -131,7 +135,8 @@ def run(runner: Any) -> None:
             for n, url in enumerate(loaded(runner, backend, f"dispatch-{backend.name}-{due}", total=due, due=due)):
                 params = {"url": url, "due": due}
                 if runner.options.profile and n == 0:
-                    params["profile"] = str(runner.log_path.parent / f"profile-dispatch-{backend.name}-{due}.txt")
+                    name = f"profile-dispatch-{backend.name}-{due}.prof.txt"
+                    params["profile"] = str(runner.log_path.parent / name)
                 results.append(runner.child(f"{case} · {backend.name} · dispatch {n + 1}", "bench.dispatch:measure",
                                             params))
                 deliveries.append(runner.child(f"{case} · {backend.name} · deliver {n + 1}",

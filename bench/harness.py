@@ -149,9 +149,9 @@ class Runner:
             self._progress = progress
             try:
                 module.run(self)
-            except ChildFailed as exc:
-                self.note(f"FAILED: {exc}")
-                self.figure("-", "-", "error", None, note=str(exc))
+            except Exception as exc:   # one broken scenario must not cost the others their figures
+                self.note(f"FAILED: {type(exc).__name__}: {exc}")
+                self.figure("-", "-", "error", None, note=f"{type(exc).__name__}: {exc}")
             finally:
                 self._progress = None
         return time.monotonic() - started

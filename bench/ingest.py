@@ -46,7 +46,8 @@ def engine(params: dict[str, Any], progress: Callable) -> dict[str, Any]:
             progress((n + 1) * BATCH, len(events), "ingest_items")
     ctx.engine.dispose()
     return {"events": len(events), "accepted": accepted, "rejected": rejected, "runs_entered": entered,
-            "seconds": round(t["s"], 3), "events_per_s": rate(accepted, t["s"])}
+            "seconds": round(t["s"], 3), "cpu_s": round(t["cpu"], 3), "events_per_s": rate(accepted, t["s"]),
+            "events_per_cpu_s": rate(accepted, t["cpu"])}
 
 
 def api(params: dict[str, Any], progress: Callable) -> dict[str, Any]:

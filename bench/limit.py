@@ -103,7 +103,8 @@ def run(runner: Any) -> None:
         our_rate = median([r["emails_per_s"] for r in ours])
         limit_rate = median([r["emails_per_s"] for r in limits])
         case = f"{due:,} due"
-        runner.figure(case, backend.name, "our dispatch", our_rate, "emails/s", samples=[r["emails_per_s"] for r in ours])
+        runner.figure(case, backend.name, "our dispatch", our_rate, "emails/s",
+                      samples=[r["emails_per_s"] for r in ours])
         runner.figure(case, backend.name, "limit pipeline", limit_rate, "emails/s",
                       samples=[r["emails_per_s"] for r in limits], note=f"{limits[0]['emails']:,} emails, "
                       "the ones our dispatch queued")
@@ -111,5 +112,6 @@ def run(runner: Any) -> None:
                       "×", target=TARGET_RATIO)
         our_cpu = median([r["emails_per_cpu_s"] for r in ours])
         limit_cpu = median([r["emails_per_cpu_s"] for r in limits])
-        runner.figure(case, backend.name, "ours / limit (CPU time)", our_cpu / limit_cpu if our_cpu and limit_cpu else None,
-                      "×", note=f"{our_cpu:,.0f} vs {limit_cpu:,.0f} emails per CPU-second")
+        runner.figure(case, backend.name, "ours / limit (CPU time)",
+                      our_cpu / limit_cpu if our_cpu and limit_cpu else None, "×",
+                      note=f"{our_cpu or 0:,.0f} vs {limit_cpu or 0:,.0f} emails per CPU-second")

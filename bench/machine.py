@@ -58,7 +58,8 @@ def describe() -> dict[str, Any]:
     return {
         "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "machine": {"cores": os.cpu_count(), "ram_gb": _ram_gb(), "cpu": _cpu_model(),
-                    "platform": platform.platform(), "load_avg_at_start": [round(x, 2) for x in load] if load else None},
+                    "platform": platform.platform(),
+                    "load_avg_at_start": [round(x, 2) for x in load] if load else None},
         "python": sys.version.split()[0],
         "packages": {name: _version(name) for name in PACKAGES},
         "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None},

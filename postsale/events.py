@@ -190,6 +190,8 @@ def decode_batch(text: str) -> list[Any]:
         return []
     try:
         whole = json.loads(stripped)
+    except RecursionError:                 # thousands of nested brackets: refused, not a crash
+        return [_InvalidLine(1, "JSON nested too deeply")]
     except json.JSONDecodeError:
         items: list[Any] = []
         for number, line in enumerate(stripped.splitlines(), 1):
@@ -199,6 +201,8 @@ def decode_batch(text: str) -> list[Any]:
                 items.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 items.append(_InvalidLine(number, exc.msg))
+            except RecursionError:
+                items.append(_InvalidLine(number, "JSON nested too deeply"))
         return items
     return whole if isinstance(whole, list) else [whole]
 

@@ -26,7 +26,9 @@ import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from postsale.api import events, health, links, shops
 from postsale.api.deps import MAX_BODY_BYTES, Services, make_pages
@@ -70,6 +72,14 @@ def create_app(settings: Settings, *, ctx: Context | None = None, dispatcher: "D
     app.state.ctx, app.state.settings = ctx, settings          # what sendgrid_webhook reads
     app.state.services = Services(settings=settings, ctx=ctx, dispatcher=dispatcher, pages=make_pages(),
                                   max_body_bytes=max_body_bytes, emit_prefect=emit_prefect)
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, unreachable or locked: nothing was taken, the caller retries.
+        log.warning("database unavailable: %s", str(exc).splitlines()[0])
+        return JSONResponse({"detail": "the database is unavailable; nothing was taken, retry later"},
+                            status_code=503, headers={"Retry-After": "5"})
+
     app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(links.router)

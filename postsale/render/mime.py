@@ -53,6 +53,11 @@ def build_mime(*, message_id: str, from_: str, to: str, to_name: str | None, rep
                         ("to_name", to_name), ("reply_to", reply_to), ("subject", subject),
                         ("domain", domain)):
         _clean(name, value)
+        # An RFC 2047 encoded word is decoded by the email package, and Python before 3.11.10
+        # (CVE-2024-6923) writes ``=?utf-8?q?x=0D=0ABcc:_v@e.x?=`` back out as a real line
+        # break: a header injection. Nobody types an encoded word into a name or a subject.
+        if value is not None and "=?" in value and "?=" in value:
+            raise ValueError(f"{name} holds an RFC 2047 encoded word: refused (header injection)")
     for key, value in headers.items():
         if not _HEADER_NAME.match(key):
             raise ValueError(f"bad header name {key!r}")

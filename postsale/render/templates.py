@@ -37,7 +37,7 @@ from postsale.errors import RenderError
 from postsale.links import Links
 from postsale.render.text import html_to_text
 from postsale.render.types import RenderedEmail, RenderRequest
-from postsale.sandbox import make_environment
+from postsale.sandbox import bounded_concat, make_environment
 from postsale.spec.model import Category, Policy, QuestionType, SurveyDef
 
 LAYOUT = "_layout.html.j2"
@@ -242,7 +242,7 @@ class TemplateRenderer:
     def _render_html(self, compiled: _Compiled, scope: dict[str, Any]) -> tuple[str, str, str]:
         template = compiled.html
         env = self._html_env
-        concat = "".join
+        concat = bounded_concat             # refuses output over sandbox.MAX_OUTPUT
         try:
             context = template.new_context(scope)
             html = concat(template.root_render_func(context))
@@ -264,10 +264,15 @@ class TemplateRenderer:
 
     def _render_text(self, compiled: _Compiled, scope: dict[str, Any]) -> str:
         assert compiled.text is not None
+        text = compiled.text
         try:
-            return compiled.text.render(scope)
+            try:
+                return bounded_concat(text.root_render_func(text.new_context(scope)))
+            except Exception:
+                text.environment.handle_exception()     # template lines in the traceback
+                raise  # pragma: no cover - handle_exception always raises
         except Exception as exc:
-            raise self._error(exc, compiled.text.filename or compiled.file) from exc
+            raise self._error(exc, text.filename or compiled.file) from exc
 
     def _check_marketing(self, compiled: _Compiled, html: str, text: str, unsubscribe: str) -> None:
         address = self.policy.postal_address.strip()

@@ -146,7 +146,10 @@ def load_yaml(text: str, file: str) -> tuple[Any | None, list[Problem]]:
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         return None, [Problem(file, 0, f"file is larger than {MAX_BYTES // 1024} KiB",
                               hint="a journey or policy file is a few hundred lines")]
-    loader = LineLoader(text)
+    try:
+        loader = LineLoader(text)          # its Reader refuses non-printable characters at once
+    except yaml.YAMLError as exc:
+        return None, [Problem(file, 1, f"YAML syntax error: {exc}")]
     try:
         data = loader.get_single_data()
     except _Refused as exc:

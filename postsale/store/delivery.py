@@ -139,7 +139,13 @@ def evidence(session: Session, message_ids: list[str]) -> dict[str, str | None]:
 
 
 def settle_values(row: Message, provider_id: str | None, now: datetime) -> dict:
-    """The update that marks a row sent because the provider reported on it."""
+    """The update that marks a row sent because the provider reported on it.
+
+    A row already resent keeps its ``resent`` flag and note: an earlier copy may have gone out.
+    """
+    if row.reconcile == "resent":
+        return {"status": "sent", "provider_id": row.provider_id or provider_id, "sent_at": row.sent_at or now,
+                "next_attempt_at": None}
     return {"status": "sent", "provider_id": row.provider_id or provider_id, "sent_at": row.sent_at or now,
             "reconcile": "evidence", "next_attempt_at": None,
             "error": "settled from provider events after an attempt with an unknown outcome"}
@@ -227,7 +233,8 @@ def _record(ctx: Context, claimed: list[Message], results: dict[str, SendResult]
         elif result.transient and _may_retry(row, now, give_up_after):
             if is_uncertain(result):          # wait for the provider's word before any resend
                 delay = window.total_seconds()
-                values["reconcile"] = "uncertain"
+                # A resend that is uncertain again keeps its flag: one copy may be out already.
+                values["reconcile"] = "resent" if row.reconcile == "resent" else "uncertain"
             else:
                 delay = _backoff(row.attempts, result.retry_after)
             values |= {"status": "queued", "next_attempt_at": now + timedelta(seconds=delay), "error": result.error}
