@@ -11,6 +11,13 @@ from sqlmodel import Session, create_engine
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 
+# A dispatch batch writes a few MB (outbox bodies, timeline, run updates). With SQLite's
+# defaults (2 MB page cache, a checkpoint every 1000 pages) a batch at 100,000 due customers
+# re-reads index pages it just wrote and checkpoints at nearly every commit; a 32 MB cache and a
+# checkpoint every ~40 MB of WAL cost ~5-7% less CPU there (bench: dispatch, paired runs).
+SQLITE_TUNING = ("cache_size=-32768", "wal_autocheckpoint=10000")
+
+
 def create_db_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
@@ -19,9 +26,11 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # WAL: readers never block the one writer
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=NORMAL")   # a killed process loses nothing; a power cut, the last commits
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            for pragma in SQLITE_TUNING:
+                cur.execute(f"PRAGMA {pragma}")
             cur.close()
 
         return engine

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import uvicorn
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from postsale.delivery.base import Transport
 from postsale.settings import DEV_SECRET, Settings
@@ -48,6 +49,9 @@ log = logging.getLogger("postsale.serve")
 
 MAX_TICK_BATCHES = 200     # dispatch batches in one tick at most (100,000 customers at 500)
 DELIVERY_BATCH = 200       # messages handed to the transport at once
+# The database down, unreachable or locked past its busy timeout: a batch is one transaction,
+# so nothing was half-done and the next tick retries. Worth one line, not a traceback a tick.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 class Dispatcher:
@@ -70,6 +74,7 @@ class Dispatcher:
         self.ticks = 0
         self.last_tick_at: datetime | None = None
         self.last_error: str | None = None
+        self._database_down = False
 
     # ------------------------------------------------------------ what the API calls
 
@@ -115,6 +120,10 @@ class Dispatcher:
                 finalize_provisional(self.ctx, self.ctx.clock.now())
             self._dispatch_all()
             self.last_error = None
+            self._database_back()
+        except DATABASE_UNAVAILABLE as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._database_unavailable(exc)
         except Exception as exc:  # a tick must never kill the scheduler thread
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("dispatch tick failed")
@@ -149,6 +158,16 @@ class Dispatcher:
             self.deliver()
             if report.batches == 0 or report.customers < self.ctx.batch_size:
                 return
+
+    def _database_unavailable(self, exc: Exception) -> None:
+        if not self._database_down:
+            self._database_down = True
+            log.warning("database unavailable, dispatch and delivery wait for it (%s)", str(exc).splitlines()[0])
+
+    def _database_back(self) -> None:
+        if self._database_down:
+            self._database_down = False
+            log.warning("database reachable again: dispatch and delivery resume")
 
     def _log(self, report: DispatchReport) -> None:
         if report.runs:
@@ -186,6 +205,8 @@ class Dispatcher:
                 self._busy = True
             try:
                 self.run_for(ids)
+            except DATABASE_UNAVAILABLE as exc:
+                self._database_unavailable(exc)      # the customers stay due: the next tick takes them
             except Exception:
                 log.exception("API-triggered dispatch failed; the next tick retries")
             finally:

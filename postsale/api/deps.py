@@ -31,7 +31,7 @@ log = logging.getLogger("postsale.api")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024      # POST /events and the shop webhooks
 MAX_FORM_BYTES = 64 * 1024            # the link pages' forms
-INGEST_CHUNK = 200                    # events per transaction (the lock is released between)
+INGEST_CHUNK = 500                    # events per transaction (~0.1 s of lock; released between)
 PAGES = Path(__file__).parent / "pages"
 
 # Pages carry tokens in their URL: never leak them in a Referer, never frame, never script.

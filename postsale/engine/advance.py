@@ -11,13 +11,12 @@ each seeing what the previous ones sent, so that caps and ``min_gap`` hold acros
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from postsale.engine.program import Program, program_for
 from postsale.engine.steps import Ctx, execute, message_id_for
 from postsale.engine.types import (AdvanceResult, CustomerState, Exited, RunState, RunStatus, Sent,
-                                   SentRecord)
+                                   SentRecord, evolve)
 from postsale.render.types import Renderer
 from postsale.spec.model import Category, Journey, Policy
 
@@ -82,7 +81,7 @@ def advance_customer(items: list[tuple[RunState, Journey]], customer: CustomerSt
     history = list(customer.history)
     results: list[AdvanceResult] = []
     for run, journey in sorted(items, key=lambda item: _priority(item, now)):
-        result = advance(run, journey, replace(customer, history=tuple(history)), policy, now, render)
+        result = advance(run, journey, evolve(customer, history=tuple(history)), policy, now, render)
         history += [SentRecord(now, journey.id, o.category, o.is_survey)
                     for o in result.outcomes if isinstance(o, Sent)]
         results.append(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from postsale.engine.types import SentRecord
 from postsale.spec.model import Cap, Category, Policy
@@ -47,12 +48,20 @@ def earliest_send(now: datetime, history: Iterable[SentRecord], *, journey_id: s
 def _cap(now: datetime, times: list[datetime], cap: Cap | None, label: str) -> list[Constraint]:
     if cap is None:
         return []
-    out = [_window(now, times, cap, f"{label} cap {cap.max} per {describe(cap.per)}")]
+    window_reason, gap_reason = _reasons(cap, label)
+    out = [_window(now, times, cap, window_reason)]
     if cap.min_gap:
-        # The marketing cap's gap is the policy's `min_gap` (since any email at all).
-        name = "min_gap" if label == "marketing" else f"{label} min_gap"
-        out.append(_gap(now, times, cap, f"{name} {describe(cap.min_gap)}"))
+        out.append(_gap(now, times, cap, gap_reason))
     return out
+
+
+@lru_cache(maxsize=64)
+def _reasons(cap: Cap, label: str) -> tuple[str, str]:
+    """How a hold by this cap reads: the same few strings for every send, so made once."""
+    # The marketing cap's gap is the policy's `min_gap` (since any email at all).
+    name = "min_gap" if label == "marketing" else f"{label} min_gap"
+    return (f"{label} cap {cap.max} per {describe(cap.per)}",
+            f"{name} {describe(cap.min_gap)}" if cap.min_gap else "")
 
 
 def _window(now: datetime, times: list[datetime], cap: Cap, reason: str) -> Constraint:

@@ -7,15 +7,18 @@ the run has to wait (a ``wait``, a hold, a ``wait_for``) or has ended.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from postsale.engine.caps import NEVER, describe, earliest_send
 from postsale.engine.program import Branch, Instruction, Jump
 from postsale.engine.types import (Alerted, CustomerState, Exited, Held, Outcome, RunState, RunStatus,
-                                   Sent, SentRecord, Skipped, StartJourney, Suppressed)
+                                   Sent, SentRecord, Skipped, StartJourney, Suppressed, evolve)
 from postsale.errors import ExpressionError, RenderError
 from postsale.render.types import Renderer, RenderRequest
 from postsale.sandbox import Answers, make_environment, truthy
@@ -29,11 +32,26 @@ GO, STOP = True, False
 _POINTER_ONLY = frozenset({"step_index", "status", "next_run_at", "wait_until", "due_since", "wake_event"})
 
 _MESSAGE_NS = uuid.uuid5(uuid.NAMESPACE_URL, "https://postsale.example/message")
+_MESSAGE_NS_BYTES = _MESSAGE_NS.bytes
 
 
 def message_id_for(run_id: str, step_id: str) -> str:
-    """The outbox key of a run's step: the same on every retry, so a step sends at most once."""
-    return uuid.uuid5(_MESSAGE_NS, f"{run_id}\x1f{step_id}").hex
+    """The outbox key of a run's step: the same on every retry, so a step sends at most once.
+
+    ``uuid.uuid5(_MESSAGE_NS, f"{run_id}\\x1f{step_id}").hex``, computed without building UUID
+    objects (RFC 4122 §4.3: SHA-1 of namespace and name, version 5, variant bits 10).
+    """
+    digest = bytearray(hashlib.sha1(_MESSAGE_NS_BYTES + f"{run_id}\x1f{step_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> tzinfo:
+    """The customer's time zone, kept: ``ZoneInfo`` itself keeps only the last 8 zones
+    strongly, so a batch spanning more of them would read zone files again and again."""
+    return ZoneInfo(name)
 
 
 @dataclass
@@ -74,7 +92,7 @@ class Ctx:
         self.outcomes.append(outcome)
 
     def update(self, **changes: Any) -> None:
-        self.run = replace(self.run, **changes)
+        self.run = evolve(self.run, **changes)
         if not _POINTER_ONLY.issuperset(changes):
             self._scope = None
 
@@ -111,7 +129,7 @@ def _branch(ctx: Ctx, ins: Branch) -> bool:
 def _wait(ctx: Ctx, step: Wait) -> bool:
     wake = ctx.now + step.duration
     if step.at is not None:
-        wake = next_wall_time(wake, step.at, ctx.customer.customer.timezone)
+        wake = next_wall_time(wake, step.at, zone(ctx.customer.customer.timezone))
     ctx.next()
     ctx.update(next_run_at=wake)
     return STOP
@@ -226,11 +244,11 @@ def _send_moment(ctx: Ctx, category: Category, is_survey: bool) -> tuple[datetim
                                    is_survey=is_survey, policy=ctx.policy)
     capped = reason is not None
     quiet = ctx.policy.quiet_hours
-    tz = ctx.customer.customer.timezone
-    if category is Category.marketing and moment != NEVER and in_quiet_hours(moment, tz, quiet):
-        moment = quiet_hours_end(moment, tz, quiet)
-        assert quiet is not None
-        reason = reason or f"quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M}"
+    if category is Category.marketing and moment != NEVER and quiet is not None:
+        tz = zone(ctx.customer.customer.timezone)
+        if in_quiet_hours(moment, tz, quiet):
+            moment = quiet_hours_end(moment, tz, quiet)
+            reason = reason or f"quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M}"
     return moment, reason or "", capped
 
 

@@ -10,7 +10,7 @@ record and act on, and where the run stands afterwards. Storage and delivery app
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Union
 
@@ -140,3 +140,29 @@ Outcome = Union[Sent, Held, Skipped, Suppressed, Alerted, StartJourney, Exited]
 class AdvanceResult:
     run: RunState                          # the run after this advance (pointer, status, times)
     outcomes: tuple[Outcome, ...] = ()
+
+
+_FIELD_NAMES: dict[type, frozenset[str] | None] = {}
+
+
+def evolve(value: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` for the frozen values above, without calling ``__init__``.
+
+    It runs a few times a step, and ``__init__`` with every field is most of its cost. For a
+    dataclass with no ``__post_init__`` and no ``init=False`` field, copying the fields is all
+    ``replace`` does; any other goes through ``replace``. An unknown field is still an error.
+    """
+    cls = type(value)
+    if cls not in _FIELD_NAMES:
+        plain = not hasattr(cls, "__post_init__") and all(f.init for f in fields(cls))
+        _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls)) if plain else None
+    names = _FIELD_NAMES[cls]
+    if names is None:
+        return replace(value, **changes)
+    if not names.issuperset(changes):
+        raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - names)[0]!r}")
+    new = object.__new__(cls)
+    state = new.__dict__
+    state.update(value.__dict__)
+    state.update(changes)
+    return new

@@ -8,11 +8,17 @@ separator, ``-- ``, so that lint can count the words of the message without the 
 
 The input is our own templates' output, so a regular-expression tokenizer is enough, and it
 is about twice as fast as ``html.parser`` here (this runs on every render).
+
+The converter also runs over a template's *skeleton* (its output with each value replaced by a
+numbered placeholder, ``postsale.render.skeleton``): ``convert_skeleton`` keeps links that hold
+values undecided and refuses placeholders where a value would change what the tokenizer decides;
+``postsale.render.text_program`` fills the values in per email.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from html import unescape
 
 FOOTER_SEPARATOR = "-- "
@@ -21,7 +27,7 @@ _VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "emb
          "track", "wbr"}
 _PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "table", "pre"}
 _LINE = {"div", "tr", "section", "header", "footer", "article", "center", "dd", "dt", "dl"}
-_SPACES = re.compile(r"[ \t\f\v\r\n]+")
+SPACES = re.compile(r"[ \t\f\v\r\n]+")          # what the converter collapses to one space
 # Attribute values cannot hold a raw ">": autoescape writes "&gt;" for customer data.
 _TOKEN = re.compile(r"<!--.*?-->|<![^>]*>|<\?[^>]*>|<(/?)([A-Za-z][A-Za-z0-9:-]*)([^>]*)>", re.S)
 _ATTR = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""")
@@ -56,9 +62,49 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 _SEPARATOR_LINE = re.compile(rf"\n*^{re.escape(FOOTER_SEPARATOR)}$\n*", re.M)
 _SEPARATOR_STRIPPED = FOOTER_SEPARATOR.strip()
 
+# Placeholders of a skeleton: ``\ue000N \ue001`` for value N. In text they stand for the value
+# with its spaces collapsed; in an attribute (a link's href, an alt) the converter rewrites them
+# to ``\ue002N \ue001``: the value as it is. The space inside is deliberate: like a value with a
+# space, a placeholder in an unquoted attribute value is cut in two there, and so is refused.
+TEXT_MARK, ATTR_MARK, END_MARK = "\ue000", "\ue002", " \ue001"
 
-def _convert(html: str) -> list[str]:
+
+def placeholder(index: int) -> str:
+    return f"{TEXT_MARK}{index}{END_MARK}"
+# What a value may not change: how elements are hidden, or which one is the footer.
+_DECIDING_ATTRS = {"style", "class", "hidden", "aria-hidden"}
+
+
+class UnsafeSkeleton(Exception):
+    """A placeholder sits where its value would change the tokenizer's decisions."""
+
+
+@dataclass
+class Link:
+    """A link whose href or text holds a value: whether its URL follows is decided per email."""
+    href: str
+    label: list  # the pieces of its text: str and Link
+
+
+def _attr(raw: str, name: str, lazy: bool) -> str:
+    value = _attrs(raw).get(name) or ""
+    return value.replace(TEXT_MARK, ATTR_MARK) if lazy else value
+
+
+def _check_tag(raw: str) -> None:
+    """In a skeleton, a tag may hold placeholders only in quoted values of inert attributes."""
+    for m in _ATTR.finditer(raw):
+        if TEXT_MARK in m[1] or (m[4] and TEXT_MARK in m[4]):
+            raise UnsafeSkeleton(raw)
+        if TEXT_MARK in m[0] and m[1].lower() in _DECIDING_ATTRS:
+            raise UnsafeSkeleton(raw)
+
+
+def _convert(html: str, lazy: bool = False) -> list:
     """The text pieces of ``html``: one pass over its tokens, state in locals.
+
+    ``lazy`` (a skeleton): links that hold placeholders become ``Link`` pieces, decided per
+    email, and a placeholder where a value could change a decision raises ``_Unsafe``.
 
     State: ``out`` (the pieces), ``stack`` (open non-void tags, to find where a skipped element
     ends), ``skip`` (inside a skipped element — head, style, anything hidden — how many open
@@ -72,7 +118,7 @@ def _convert(html: str) -> list[str]:
     links: list[tuple[str, int]] = []
     skip = 0
     pos = 0
-    spaces = _SPACES.sub
+    spaces = SPACES.sub
     for m in _TOKEN.finditer(html):
         start = m.start()
         if start < pos:                        # inside raw text already consumed
@@ -106,13 +152,15 @@ def _convert(html: str) -> list[str]:
             if skip:
                 continue
             if tag == "a" and links:
-                _close_link(out, *links.pop())
+                _close_link(out, *links.pop(), lazy)
             else:
                 piece = _END_TEXT.get(tag)
                 if piece:
                     append(piece)
             continue
         raw = m[3]
+        if lazy and TEXT_MARK in m[0]:
+            _check_tag(raw)
         void = tag in _VOID
         if not void:
             push(tag)
@@ -129,25 +177,25 @@ def _convert(html: str) -> list[str]:
             if piece:
                 append(piece)
             elif tag == "a":
-                links.append((_attrs(raw).get("href") or "", len(out)))
+                links.append((_attr(raw, "href", lazy), len(out)))
             elif tag == "img" and "alt" in raw:
-                append(_attrs(raw).get("alt") or "")
+                append(_attr(raw, "alt", lazy))
         if tag in _RAW:                        # its content is text up to its end tag
             close = _RAW_END[tag].search(html, pos)
             if not skip:
                 text = html[pos:close.start() if close else len(html)]
                 append(" " if text.isspace() else spaces(" ", unescape(text)))
             pos = close.end() if close else len(html)
-            skip = _end_raw(tag, stack, skip, out, links)
+            skip = _end_raw(tag, stack, skip, out, links, lazy)
         elif not void and raw.endswith("/"):
-            skip = _end_raw(tag, stack, skip, out, links)      # <div/>: XHTML style, closed at once
+            skip = _end_raw(tag, stack, skip, out, links, lazy)    # <div/>: XHTML style, closed at once
     if pos < len(html) and not skip:
         text = html[pos:]
         append(" " if text.isspace() else spaces(" ", unescape(text)))
     return out
 
 
-def _end_raw(tag: str, stack: list[str], skip: int, out: list[str], links: list[tuple[str, int]]) -> int:
+def _end_raw(tag: str, stack: list[str], skip: int, out: list, links: list[tuple[str, int]], lazy: bool) -> int:
     """End ``tag`` right after its start (raw-text elements, ``<x/>``); returns the new skip depth."""
     if tag in _VOID:
         return skip
@@ -164,7 +212,7 @@ def _end_raw(tag: str, stack: list[str], skip: int, out: list[str], links: list[
     if skip:
         return skip
     if tag == "a" and links:
-        _close_link(out, *links.pop())
+        _close_link(out, *links.pop(), lazy)
     else:
         piece = _END_TEXT.get(tag)
         if piece:
@@ -172,23 +220,46 @@ def _end_raw(tag: str, stack: list[str], skip: int, out: list[str], links: list[
     return skip
 
 
-def _close_link(out: list[str], href: str, start: int) -> None:
-    label = _SPACES.sub(" ", "".join(out[start:])).strip()
+def _close_link(out: list, href: str, start: int, lazy: bool = False) -> None:
+    if lazy and (ATTR_MARK in href or any(type(p) is Link or TEXT_MARK in p or ATTR_MARK in p
+                                          for p in out[start:])):
+        out[start:] = [Link(href, out[start:])]    # its text, then what follows it
+        return
+    out.append(link_suffix("".join(out[start:]), href))
+
+
+def link_suffix(text: str, href: str) -> str:
+    """What follows a link's text: its URL in brackets, or the URL alone for a link without text."""
+    label = SPACES.sub(" ", text).strip()
     target = href.strip()
     if target.lower().startswith("mailto:"):
         target = target[7:].split("?", 1)[0]
     if not target or target.startswith("#"):
-        return
+        return ""
     if not label:
-        out.append(target)
-    elif label.rstrip("/") not in (target.rstrip("/"), _SCHEME.sub("", target).rstrip("/")):
-        out.append(f" ({target})")
+        return target
+    if label.rstrip("/") not in (target.rstrip("/"), _SCHEME.sub("", target).rstrip("/")):
+        return f" ({target})"
+    return ""
+
+
+def convert_skeleton(skeleton: str) -> list:
+    """The text pieces of a skeleton: str, and ``Link`` for links whose text or URL holds values.
+
+    Raises ``UnsafeSkeleton`` where a placeholder could change the conversion.
+    """
+    return _convert(skeleton, lazy=True)
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text for the text/plain part; the footer follows a ``-- `` line."""
+    return finish("".join(_convert(html)))
+
+
+def finish(joined: str) -> str:
+    """Lines stripped, blank runs cut to one, the footer separator on a line of its own."""
     lines = []
-    for line in "".join(_convert(html)).split("\n"):
+    for line in joined.split("\n"):
         line = line.strip()
         lines.append(line if line != _SEPARATOR_STRIPPED else FOOTER_SEPARATOR)
     text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")

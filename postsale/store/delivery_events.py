@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from models import Customer as CustomerRow
 from models import DeliveryEvent as DeliveryEventRow
-from models import Message
+from models import Message, Suppression
 from postsale.delivery.webhook import DeliveryEvent, EventType
 from postsale.errors import InvalidEvent
 from postsale.events import Event, parse_event
@@ -95,6 +95,7 @@ def record_events(ctx: Context, events: Iterable[DeliveryEvent], *, now: datetim
         messages = _messages(session, list(fresh.values()))
         customers = _customers(session, list(fresh.values()), messages)
         engine_events, direct = _engine_events(list(fresh.values()), messages, customers)
+        resubscribed = _last_word_resubscribe(list(fresh.values()))
     if engine_events:
         result.engine_events = len(ingest_events(ctx, engine_events).accepted)
     with Session(ctx.engine) as session:
@@ -110,6 +111,8 @@ def record_events(ctx: Context, events: Iterable[DeliveryEvent], *, now: datetim
             result.by_type[event.type.value] += 1
             if event.key in direct and event.email:
                 suppress(session, event.email, SUPPRESSING[event.type], source=f"sendgrid:{event.key}"[:200], now=now)
+            if event.key in resubscribed and event.email:
+                _lift_unsubscribe(session, event.email)
             if event.key not in messages:
                 result.unmatched += 1
                 continue
@@ -118,6 +121,28 @@ def record_events(ctx: Context, events: Iterable[DeliveryEvent], *, now: datetim
                 result.settled += 1
         session.commit()
     return result
+
+
+_CONSENT = (EventType.unsubscribed, EventType.group_unsubscribed, EventType.group_resubscribed)
+
+
+def _last_word_resubscribe(events: list[DeliveryEvent]) -> set[str]:
+    """Keys of group resubscribes that are an address's latest word on consent in this batch.
+
+    SendGrid posts events in no guaranteed order: a resubscribe followed (by time) by an
+    unsubscribe of the same address must leave the address unsubscribed.
+    """
+    last: dict[str, DeliveryEvent] = {}
+    for event in sorted((e for e in events if e.type in _CONSENT and e.email), key=lambda e: e.occurred_at):
+        last[event.email.strip().lower()] = event
+    return {e.key for e in last.values() if e.type is EventType.group_resubscribed}
+
+
+def _lift_unsubscribe(session: Session, email: str) -> None:
+    """Marketing back on: only an unsubscribe is undone, never a bounce, complaint or erasure."""
+    session.execute(delete(Suppression).where(Suppression.email_hash == email_hash(email),
+                                              Suppression.reason == "unsubscribed",
+                                              Suppression.scope == "marketing"))
 
 
 def _apply(message: Message, event: DeliveryEvent, now: datetime) -> bool:

@@ -14,6 +14,10 @@ dispatchers run; the outbox key stays the backstop. A dispatcher that finds ever
 customer held by others stops; a dispatcher killed mid-batch loses nothing (its transaction
 rolls back and releases the locks). Ingest takes the same customer lock (see ``ingest``).
 SQLite has one writer and takes the simple path: the earliest due customers first.
+
+A batch reads its runs and customers as plain rows and writes what it decided as plain rows:
+one ``executemany`` for the run updates (grouped by the columns they change), one for the
+timeline, one for the outbox. ORM objects would cost more than the decisions themselves.
 """
 
 from __future__ import annotations
@@ -24,21 +28,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql import bindparam
 from sqlmodel import Session
 
 from models import Customer as CustomerRow
 from models import Event as EventRow
-from models import Message, Run, Suppression
+from models import Message, Run, Suppression, Timeline
 from postsale.engine import advance_customer, program_for
-from postsale.engine.types import (Alerted, CustomerState, Exited, Held, RunState, RunStatus, Sent,
+from postsale.engine.types import (Alerted, CustomerState, Exited, Held, RunState, Sent,
                                    SentRecord, Skipped, StartJourney, Suppressed)
 from postsale.events import Customer
 from postsale.spec.model import Category, Journey, Policy, WaitFor
 from postsale.store.context import Context
-from postsale.store.ingest import UNFINISHED, end_run, enroll
-from postsale.store.runs import apply_state, aware, timeline_row, to_state
-from postsale.store.sql import email_hash, insert_ignore
+from postsale.store.ingest import UNFINISHED, enroll
+from postsale.store.runs import (aware, ended_values, outcome_values, state_values, timeline_values,
+                                 to_state)
+from postsale.store.sql import email_hash, insert_all_new
 
 log = logging.getLogger("postsale.dispatch")
 
@@ -105,41 +112,123 @@ def claim(session: Session, now: datetime, limit: int, *, only: list[str] | None
     dispatcher's batch, an ingest of their events), in key order: the query stops at ``limit``
     instead of sorting every due customer. SQLite, one writer, takes the earliest due first.
     """
-    due = select(Run.customer_id).where(Run.next_run_at <= now, Run.status.in_(UNFINISHED))
-    if only is not None:
-        due = due.where(Run.customer_id.in_(only))
-    if exclude:
-        due = due.where(Run.customer_id.not_in(exclude))
     if session.get_bind().dialect.name == "postgresql":
+        due = select(Run.customer_id).where(Run.next_run_at <= now, Run.status.in_(UNFINISHED))
+        if only is not None:
+            due = due.where(Run.customer_id.in_(only))
+        if exclude:
+            due = due.where(Run.customer_id.not_in(exclude))
         return sorted(session.scalars(select(CustomerRow.id).where(CustomerRow.id.in_(due)).limit(limit)
                                       .with_for_update(skip_locked=True)))
-    earliest = (due.add_columns(func.min(Run.next_run_at).label("due")).group_by(Run.customer_id)
-                .order_by("due").limit(limit))
-    return [row.customer_id for row in session.execute(earliest)]
+    return _earliest_due(session, now, limit, only=only, exclude=exclude)
+
+
+def _earliest_due(session: Session, now: datetime, limit: int, *, only: list[str] | None,
+                  exclude: list[str] | None) -> list[str]:
+    """The customers of the earliest due runs (ties in customer order), read off ``ix_runs_due``.
+
+    The scan stops at the ``limit``-th distinct customer: grouping every run by customer to sort
+    the groups (what this was) reads the whole table each batch, however few runs are due.
+    """
+    runs = Run.__table__
+    due = (select(runs.c.customer_id).where(runs.c.next_run_at <= now, runs.c.status.in_(UNFINISHED))
+           .order_by(runs.c.next_run_at, runs.c.customer_id))
+    if only is not None:
+        due = due.where(runs.c.customer_id.in_(only))
+    skip = set(exclude or ())
+    picked: list[str] = []
+    result = session.connection().execute(due)   # a Core cursor: rows are read as they are needed
+    try:
+        for (customer_id,) in result:
+            if customer_id not in skip:
+                skip.add(customer_id)
+                picked.append(customer_id)
+                if len(picked) >= limit:
+                    break
+    finally:
+        result.close()
+    return picked
+
+
+_RUNS = Run.__table__
+_CUSTOMERS = CustomerRow.__table__
+# what deciding a run reads of it (a Core row: ORM objects cost more to load and to update)
+_RUN_COLUMNS = [_RUNS.c[name] for name in (
+    "id", "customer_id", "journey_id", "version_id", "status", "step_index", "step_id", "next_run_at",
+    "entered_at", "waiting_for", "trigger_event_id", "context")]
+_CUSTOMER_COLUMNS = [_CUSTOMERS.c[name] for name in (
+    "id", "email", "name", "timezone", "locale", "attributes", "open_tickets")]
+
+
+class _Writes:
+    """A batch's writes, gathered as plain rows and sent as one ``executemany`` per statement.
+
+    Run updates are grouped by the columns they set (an ``executemany`` sets the same columns in
+    every row); timeline rows keep the order the decisions were taken in (their ids are what
+    ``report`` and ``simulate`` order by).
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        self.timeline: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+
+    def run(self, run_id: str, values: dict[str, Any]) -> None:
+        values["run_id_"] = run_id
+        self.runs[tuple(values)].append(values)
+
+    def end(self, run: Row, now: datetime, reason: str) -> None:
+        """What ``postsale.store.ingest.end_run`` does to a run, as rows of this batch."""
+        self.run(run.id, ended_values(now, reason))
+        self.timeline.append(timeline_values(at=now, customer_id=run.customer_id, journey_id=run.journey_id,
+                                             run_id=run.id, step_id=run.step_id, action="exited",
+                                             reason=reason))
+
+    def flush(self, session: Session) -> None:
+        """Write the run updates and timeline rows gathered so far (the outbox waits for ``commit``)."""
+        for rows in self.runs.values():
+            session.execute(_UPDATE_RUN, rows)
+        if self.timeline:
+            session.execute(insert(Timeline.__table__), self.timeline)
+        self.runs.clear()
+        self.timeline.clear()
+
+    def write(self, session: Session) -> None:
+        self.flush(session)
+        insert_all_new(session, Message, self.outbox, ["run_id", "step_id"])
+        self.outbox.clear()
+
+
+# UPDATE runs SET <the columns each row's dict names> WHERE id = :run_id_
+_UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("run_id_"))
 
 
 def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now: datetime,
                     report: DispatchReport) -> None:
     policy = ctx.policy
-    runs_by_customer: dict[str, list[Run]] = defaultdict(list)
-    for run in session.scalars(select(Run).where(Run.customer_id.in_(customer_ids), Run.next_run_at <= now,
-                                                 Run.status.in_(UNFINISHED))):
+    conn = session.connection()
+    runs_by_customer: dict[str, list[Row]] = defaultdict(list)
+    for run in conn.execute(select(*_RUN_COLUMNS).where(_RUNS.c.customer_id.in_(customer_ids),
+                                                        _RUNS.c.next_run_at <= now,
+                                                        _RUNS.c.status.in_(UNFINISHED))):
         runs_by_customer[run.customer_id].append(run)
-    customers = {row.id: row for row in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(customer_ids)))}
-    history = _history(session, customer_ids, now - history_window(policy))
-    suppressed = _suppressions(session, [c.email for c in customers.values() if c.email])
-    exit_events = _exit_events(session, ctx, customer_ids)
-    outbox: list[dict[str, Any]] = []   # one multi-row insert a batch
+    customers = {row.id: row for row in conn.execute(select(*_CUSTOMER_COLUMNS)
+                                                     .where(_CUSTOMERS.c.id.in_(customer_ids)))}
+    history = _history(conn, customer_ids, now - history_window(policy))
+    hashes = {row.id: email_hash(row.email) for row in customers.values() if row.email}
+    suppressed = _suppressions(conn, list(hashes.values()))
+    exit_events = _exit_events(conn, ctx, customer_ids)
+    writes = _Writes()
     for customer_id in customer_ids:
-        runs = runs_by_customer.get(customer_id, [])
-        row = customers.get(customer_id)
+        runs = runs_by_customer.get(customer_id)
         if not runs:
             continue
+        row = customers.get(customer_id)
         report.customers += 1
-        reason, scope = suppressed.get(email_hash(row.email), (None, None)) if row and row.email else (None, None)
+        reason, scope = suppressed.get(hashes.get(customer_id), (None, None))
         if row is None or not row.email or scope == "all":  # forgotten: nothing more is sent to this person
             for run in runs:
-                end_run(session, run, now, "customer forgotten")
+                writes.end(run, now, "customer forgotten")
                 report.count(run.journey_id, "exited")
             continue
         items: list[tuple[RunState, Journey]] = []
@@ -147,7 +236,7 @@ def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now
         for run in runs:
             journey = _journey_for(ctx, run)
             if journey is None:
-                end_run(session, run, now, "journey removed")
+                writes.end(run, now, "journey removed")
                 report.count(run.journey_id, "exited")
                 continue
             items.append((to_state(run), journey))
@@ -162,67 +251,70 @@ def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now
         results = advance_customer(items, state, policy, now, ctx.renderer)
         for result in results:
             run, journey = rows_by_id[result.run.run_id]
-            _apply_result(session, ctx, run, journey, result, state.customer, now, report, outbox)
+            _apply_result(session, ctx, run, journey, result, state.customer, now, report, writes)
         report.runs += len(results)
-    insert_ignore(session, Message, outbox, ["run_id", "step_id"])
+    writes.write(session)
 
 
-def _journey_for(ctx: Context, run: Run) -> Journey | None:
+def _journey_for(ctx: Context, run: Row) -> Journey | None:
     """The version the run entered with, unless its journey file was removed."""
     if ctx.versions.current_id(run.journey_id) is None:
         return None
     return ctx.versions.journey(run.version_id)
 
 
-def _history(session: Session, customer_ids: list[str], since: datetime) -> dict[str, list[SentRecord]]:
+def _history(conn: Connection, customer_ids: list[str], since: datetime) -> dict[str, list[SentRecord]]:
     out: dict[str, list[SentRecord]] = defaultdict(list)
-    rows = session.execute(select(Message.customer_id, Message.created_at, Message.journey_id,
-                                  Message.category, Message.is_survey)
-                           .where(Message.customer_id.in_(customer_ids), Message.created_at >= since,
-                                  Message.category.in_(("marketing", "transactional")),
-                                  Message.status != "failed"))
+    m = Message.__table__.c
+    rows = conn.execute(select(m.customer_id, m.created_at, m.journey_id, m.category, m.is_survey)
+                        .where(m.customer_id.in_(customer_ids), m.created_at >= since,
+                               m.category.in_(("marketing", "transactional")), m.status != "failed"))
     for cid, at, journey_id, category, is_survey in rows:
         out[cid].append(SentRecord(aware(at), journey_id, Category(category), bool(is_survey)))
     return out
 
 
-def _suppressions(session: Session, emails: list[str]) -> dict[str, tuple[str, str]]:
+def _suppressions(conn: Connection, hashes: list[str]) -> dict[str, tuple[str, str]]:
     """(reason, scope) by address hash: scope ``all`` (forgotten) stops every email."""
-    hashes = [email_hash(e) for e in emails]
     if not hashes:
         return {}
-    rows = session.execute(select(Suppression.email_hash, Suppression.reason, Suppression.scope)
-                           .where(Suppression.email_hash.in_(hashes)))
+    s = Suppression.__table__.c
+    rows = conn.execute(select(s.email_hash, s.reason, s.scope).where(s.email_hash.in_(hashes)))
     return {h: (reason, scope) for h, reason, scope in rows}
 
 
-def _exit_events(session: Session, ctx: Context, customer_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
+def _exit_events(conn: Connection, ctx: Context, customer_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
     types = sorted({t for j in ctx.catalog.journeys.values() for t in j.exit_when})
     out: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
     if not types:
         return out
-    for cid, etype, at in session.execute(select(EventRow.customer_id, EventRow.type, EventRow.occurred_at)
-                                          .where(EventRow.customer_id.in_(customer_ids), EventRow.type.in_(types))):
+    e = EventRow.__table__.c
+    for cid, etype, at in conn.execute(select(e.customer_id, e.type, e.occurred_at)
+                                       .where(e.customer_id.in_(customer_ids), e.type.in_(types))):
         out[cid].append((etype, aware(at)))
     return out
 
 
-def _apply_result(session: Session, ctx: Context, run: Run, journey: Journey, result, customer: Customer,
-                  now: datetime, report: DispatchReport, outbox: list[dict[str, Any]]) -> None:
+def _apply_result(session: Session, ctx: Context, run: Row, journey: Journey, result, customer: Customer,
+                  now: datetime, report: DispatchReport, writes: _Writes) -> None:
     exit_reason = None
     for outcome in result.outcomes:
         if isinstance(outcome, StartJourney):
             target = ctx.catalog.journeys.get(outcome.journey_id)
             if target is not None:
+                # enroll reads the customer's runs (reentry rules) and writes the timeline
+                # itself: what this batch decided so far goes first, in order.
+                writes.flush(session)
                 enroll(session, ctx, target, run.customer_id, trigger=result.run.trigger,
                        answers=dict(result.run.answers), key=f"{run.id}/{outcome.step_id}/{target.id}",
                        now=now, trigger_event_id=run.trigger_event_id)
                 report.count(target.id, "entered")
             continue
-        session.add(timeline_row(outcome, at=now, run=run))
+        writes.timeline.append(outcome_values(outcome, at=now, customer_id=run.customer_id,
+                                              journey_id=run.journey_id, run_id=run.id))
         report.count(journey.id, outcome.action)
         if isinstance(outcome, Sent):
-            outbox.append(_message(ctx, run, journey, outcome, customer, now))
+            writes.outbox.append(_message(ctx, run, journey, outcome, customer, now))
         elif isinstance(outcome, (Skipped, Suppressed)):
             report.skip_reasons[outcome.reason] += 1
             report.notices.append(("info", f"{customer.id} {journey.id}/{outcome.step_id} {outcome.action}: {outcome.reason}"))
@@ -232,20 +324,20 @@ def _apply_result(session: Session, ctx: Context, run: Run, journey: Journey, re
             report.notices.append(("warning", f"ALERT {journey.id}: {outcome.message}"))
             log.warning("alert from %s for %s: %s", journey.id, customer.id, outcome.message)
             if ctx.policy.ops_email:
-                outbox.append(_ops_alert(ctx, run, journey, outcome, now))
+                writes.outbox.append(_ops_alert(ctx, run, journey, outcome, now))
         elif isinstance(outcome, Exited):
             exit_reason = outcome.reason
     step = _step_at(journey, result.run.step_index)
-    apply_state(run, result.run, step_id=step.id if step else None, now=now, exit_reason=exit_reason)
-    if result.run.status is RunStatus.waiting and isinstance(step, WaitFor):
-        run.waiting_for = step.event
+    waiting_for = step.event if isinstance(step, WaitFor) else run.waiting_for
+    writes.run(run.id, state_values(result.run, run, step_id=step.id if step else None, now=now,
+                                    waiting_for=waiting_for, exit_reason=exit_reason))
 
 
 def _step_at(journey: Journey, index: int):
     return program_for(journey).step_at(index)
 
 
-def _message(ctx: Context, run: Run, journey: Journey, sent: Sent, customer: Customer,
+def _message(ctx: Context, run: Row, journey: Journey, sent: Sent, customer: Customer,
              now: datetime) -> dict[str, Any]:
     """The outbox row of a send, keyed (run, step): inserted with the batch, at most once."""
     policy = ctx.policy
@@ -261,7 +353,7 @@ def _message(ctx: Context, run: Run, journey: Journey, sent: Sent, customer: Cus
         "created_at": now}
 
 
-def _ops_alert(ctx: Context, run: Run, journey: Journey, alert: Alerted, now: datetime) -> dict[str, Any]:
+def _ops_alert(ctx: Context, run: Row, journey: Journey, alert: Alerted, now: datetime) -> dict[str, Any]:
     """An operator notice to ``policy.ops_email`` (category ``ops``: never counted in caps)."""
     policy = ctx.policy
     from postsale.engine import message_id_for

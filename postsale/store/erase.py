@@ -19,8 +19,12 @@ The dispatcher already ends the runs of a customer whose row has no email, so no
 sent to a forgotten person even by a run that slipped past this transaction. An event that
 arrives later for the same customer id brings new data in (it is new processing); the
 suppression, scope ``all``, is what must then keep the address from being mailed again.
-Today ``store.dispatch`` honours suppressions for marketing only (a strict xfail in
-``tests/api/test_forget.py`` marks the gap for transactional mail).
+``store.dispatch`` ends every run of an address suppressed with scope ``all``, transactional
+mail included.
+
+On PostgreSQL the customers' rows are locked first (key order, like ingest and dispatch), so
+a dispatcher halfway through a batch for this person commits before the erasure reads
+anything, and a later one skips them until it is done.
 """
 
 from __future__ import annotations
@@ -105,7 +109,9 @@ def _customer_ids(session: Session, address: str) -> list[str]:
 
 
 def _customers(session: Session, ids: list[str], now: datetime, report: ForgetReport) -> None:
-    for row in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids))):
+    rows = session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids)).order_by(CustomerRow.id)
+                           .with_for_update())
+    for row in rows:
         if "@" in row.id:
             report.warnings.append("a customer id is itself an address; ids are kept as the key of every "
                                    "row, so ask the shop to use opaque customer ids")

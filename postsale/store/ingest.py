@@ -14,12 +14,18 @@ journey, exits, wakes) does so holding that customer's lock, the same lock a dis
 while it advances the customer, so two processes can never both enroll or both decide. Events
 and customers are locked in key order, so two batches never wait on each other in a circle; a
 deadlock PostgreSQL still breaks (an incident locking its audience) is retried.
+
+Once it holds the locks, a batch reads its customers and their runs once, decides every event
+against that in-memory view (``postsale.store.ingest_state``: a run one event starts is what
+the next event of the batch sees) and writes runs, timeline, purchases and customers in bulk at
+the end. ``enroll`` and ``end_run`` are the same rules for a caller holding ORM rows (dispatch).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -30,20 +36,20 @@ from sqlmodel import Session
 
 from models import Customer as CustomerRow
 from models import Event as EventRow
-from models import Purchase, Run, SurveyResponse, Suppression, Timeline
+from models import Purchase, Run, Suppression, SurveyResponse, Timeline
+from postsale.engine.types import RunState, RunStatus
 from postsale.errors import ExpressionError
 from postsale.events import (SUPPRESSING_TYPES, Event, Rejected, decode_batch, parse_batch,
                              parse_timestamp)
-from postsale.engine.types import RunStatus
 from postsale.sandbox import Answers, truthy
 from postsale.spec.model import Journey
 from postsale.store.context import Context
+from postsale.store.ingest_state import UNFINISHED, BatchState, timeline
 from postsale.store.runs import aware, context_of, to_state
 from postsale.store.sql import email_hash, insert_ignore, insert_new, is_retryable, upsert_touch
 
 log = logging.getLogger("postsale.ingest")
 
-UNFINISHED = (RunStatus.active.value, RunStatus.waiting.value, RunStatus.held.value)
 _RUN_NS = uuid.UUID("6f1c1a43-4a0e-4d1b-9a1e-5d3b2c0f7e11")
 ATTEMPTS = 3   # a batch PostgreSQL aborted to break a deadlock is tried again, whole
 
@@ -100,14 +106,20 @@ def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     now = ctx.clock.now()
     with Session(ctx.engine) as session:
         new = _store(session, events, now)
-        customers = _lock_customers(session, [e for e in events if e.id in new], now)
+        fresh = [e for e in events if e.id in new]
+        state = BatchState(session, now)
+        _lock_customers(state, fresh, now)
+        batch = _Batch(ctx, state, result)
+        state.load_runs(state.customers)
+        state.check_run_ids(batch.run_ids(fresh))
         for event in events:
             if event.id not in new:
                 result.duplicates.append(event.id)
                 continue
             new.discard(event.id)   # the same id twice in one batch: the second is a duplicate
             result.accepted.append(event.id)
-            _apply(session, ctx, event, customers, now, result)
+            batch.apply(event)
+        state.flush()
         session.commit()
     return result
 
@@ -123,8 +135,8 @@ def _store(session: Session, events: list[Event], now: datetime) -> set[str]:
     return set(insert_new(session, EventRow, [rows[key] for key in sorted(rows)], ["id"]))
 
 
-def _lock_customers(session: Session, events: list[Event], now: datetime) -> dict[str, CustomerRow]:
-    """Create the customers that are new and lock every customer of the batch until commit."""
+def _lock_customers(state: BatchState, events: list[Event], now: datetime) -> None:
+    """Create the customers that are new, lock every customer of the batch until commit, read them."""
     first: dict[str, dict[str, Any]] = {}
     for event in events:
         c = event.customer
@@ -132,198 +144,244 @@ def _lock_customers(session: Session, events: list[Event], now: datetime) -> dic
             first[c.id] = {"id": c.id, "email": c.email, "name": c.name, "timezone": c.timezone,
                            "locale": c.locale, "attributes": dict(c.attributes), "open_tickets": 0,
                            "created_at": now, "updated_at": now}
-    upsert_touch(session, CustomerRow, list(first.values()), touch="updated_at")
-    ids = sorted(first)
-    return {row.id: row for start in range(0, len(ids), 1000)   # loaded once, not once an event
-            for row in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids[start:start + 1000])))}
+    upsert_touch(state.session, CustomerRow, list(first.values()), touch="updated_at")
+    state.load_customers(list(first))
 
 
 # ---------------------------------------------------------------- effects of one event
 
-def _apply(session: Session, ctx: Context, event: Event, customers: dict[str, CustomerRow], now: datetime,
-           result: IngestResult) -> None:
-    if event.customer is not None:
-        _merge_customer(customers[event.customer.id], event, now)
-        result.customers.add(event.customer.id)
-    if event.type == "order.placed":
-        _record_purchases(session, event)
-    elif event.type in ("ticket.opened", "ticket.resolved"):
-        _count_ticket(session, event, now, result)
-    elif event.type in SUPPRESSING_TYPES and event.customer is not None:
-        suppress(session, event.customer.email, SUPPRESSING_TYPES[event.type], source=event.id, now=now)
-    elif event.type == "survey.answered" and event.customer is not None:
-        _store_answers(session, event, now)
-    if event.customer is not None:
-        unfinished = _unfinished_runs(session, event.customer.id)
-        _exit_runs(session, ctx, event, unfinished, now)
-        _wake_waiting(event, unfinished, now, result)
-    elif event.is_broadcast:  # incident.resolved: every affected customer waiting for it
-        ids = [c["id"] for c in _audience(session, event)]
-        unfinished = [r for r in session.scalars(select(Run).where(Run.customer_id.in_(ids),
-                                                                   Run.status.in_(UNFINISHED)))
-                      if _same_incident(r, event)] if ids else []
-        _exit_runs(session, ctx, event, unfinished, now)
-        _wake_waiting(event, unfinished, now, result)
-    _start_triggered(session, ctx, event, now, result)
+class _Batch:
+    """Applies a batch's events, in order, to its ``BatchState``."""
+
+    def __init__(self, ctx: Context, state: BatchState, result: IngestResult) -> None:
+        self.ctx, self.state, self.result, self.now = ctx, state, result, state.now
+        self.triggers: dict[str, list[Journey]] = defaultdict(list)
+        for journey in ctx.catalog.journeys.values():
+            self.triggers[journey.trigger.event].append(journey)
+        self._run_ids: dict[str, str] = {}   # by key: uuid5 computed once
+
+    def run_ids(self, events: list[Event]) -> list[str]:
+        """The runs these events could start (an incident's audience is only known later)."""
+        return [self._run_id(f"{event.id}/{journey.id}/{event.customer.id}") for event in events
+                if event.customer is not None and not event.is_broadcast
+                for journey in self.triggers.get(event.type, ())]
+
+    def _run_id(self, key: str) -> str:
+        run_id = self._run_ids.get(key)
+        if run_id is None:
+            run_id = self._run_ids[key] = _run_id(key)
+        return run_id
+
+    def apply(self, event: Event) -> None:
+        state, result = self.state, self.result
+        if event.customer is not None:
+            _merge_customer(state.customers[event.customer.id], event)
+            result.customers.add(event.customer.id)
+        if event.type == "order.placed":
+            state.add_purchases(_purchases(event))
+        elif event.type in ("ticket.opened", "ticket.resolved"):
+            self._count_ticket(event)
+        elif event.type in SUPPRESSING_TYPES and event.customer is not None:
+            state.add_suppression(_suppression(event.customer.email, SUPPRESSING_TYPES[event.type],
+                                               source=event.id, now=self.now))
+        elif event.type == "survey.answered" and event.customer is not None:
+            self._store_answers(event)
+        audience = None
+        if event.customer is not None:
+            unfinished = state.unfinished(event.customer.id)
+        elif event.is_broadcast:  # incident.resolved: every affected customer waiting for it
+            audience = self._audience(event)
+            concerned = [run for c in audience for run in state.unfinished(c["id"]) if self._concerns(run, event)]
+            unfinished = [run for run in state.contexts(concerned) if _same_incident(run, event)]
+        else:
+            unfinished = []
+        self._exit_runs(event, unfinished)
+        self._wake_waiting(event, unfinished)
+        self._start_triggered(event, audience)
+
+    def _concerns(self, run: dict[str, Any], event: Event) -> bool:
+        """Whether the event can end or wake the run (what ``_exit_runs`` and ``_wake_waiting`` act on)."""
+        if run["status"] == RunStatus.waiting.value and run["waiting_for"] == event.type:
+            return True
+        journey = self.ctx.versions.journey(run["version_id"])
+        return journey is not None and event.type in journey.exit_when
+
+    def _count_ticket(self, event: Event) -> None:
+        if event.customer is None:
+            return
+        row = self.state.customers[event.customer.id]
+        if event.type == "ticket.opened":
+            row["open_tickets"] += 1
+            return
+        row["open_tickets"] = max(0, row["open_tickets"] - 1)
+        if row["open_tickets"] == 0:  # held marketing may go again: wake it now
+            for run in self.state.unfinished(row["id"]):
+                if run["status"] == RunStatus.held.value:
+                    run["status"], run["next_run_at"] = RunStatus.active.value, self.now
+                    self.state.changed(run, "status", "next_run_at")
+                    self.result.customers.add(row["id"])
+
+    def _store_answers(self, event: Event) -> None:
+        assert event.customer is not None
+        session, now = self.state.session, self.now
+        survey, answers = str(event.data["survey"]), dict(event.data["answers"])
+        journey_id = event.data.get("journey")
+        message_id = event.data.get("message_id")
+        existing = session.scalars(select(SurveyResponse).where(
+            SurveyResponse.customer_id == event.customer.id, SurveyResponse.survey == survey,
+            SurveyResponse.message_id == message_id if message_id else SurveyResponse.message_id.is_(None))).first()
+        if existing:  # answering twice updates, never duplicates
+            existing.answers = {**existing.answers, **answers}
+            existing.status, existing.updated_at, existing.event_id = "final", now, event.id
+        else:
+            session.add(SurveyResponse(message_id=message_id, run_id=event.data.get("run_id"),
+                                       customer_id=event.customer.id, journey_id=journey_id, survey=survey,
+                                       answers=answers, status="final", event_id=event.id,
+                                       created_at=now, updated_at=now))
+        runs = [run for run in self.state.unfinished(event.customer.id)
+                if not journey_id or run["journey_id"] == journey_id]
+        for run in self.state.contexts(runs):
+            run_ctx = dict(run["context"] or {})
+            merged = {**(run_ctx.get("answers") or {})}
+            merged[survey] = {**merged.get(survey, {}), **answers}
+            run_ctx["answers"] = merged
+            run["context"] = run_ctx
+            self.state.changed(run, "context")
+
+    def _exit_runs(self, event: Event, runs: list[dict[str, Any]]) -> None:
+        for run in runs:
+            journey = self.ctx.versions.journey(run["version_id"])
+            if journey is None or event.type not in journey.exit_when:
+                continue
+            if run["entered_at"] > event.occurred_at:
+                continue
+            reason = f"exit_when {event.type}"
+            ended = {"status": "exited", "next_run_at": None, "ended_at": self.now, "exit_reason": reason,
+                     "waiting_for": None, "updated_at": self.now}
+            run.update(ended)
+            self.state.changed(run, *ended)
+            self.state.add_timeline(timeline(self.now, run["customer_id"], run["journey_id"], "exited",
+                                             run_id=run["id"], step_id=run["step_id"], reason=reason))
+
+    def _wake_waiting(self, event: Event, runs: list[dict[str, Any]]) -> None:
+        for run in runs:
+            if run["status"] != RunStatus.waiting.value or run["waiting_for"] != event.type:
+                continue   # not waiting for this, or just ended by it (exit_when)
+            self.state.contexts([run])
+            run["context"] = {**(run["context"] or {}), "wake_event": event.scope()}
+            run["status"], run["next_run_at"], run["updated_at"] = RunStatus.active.value, self.now, self.now
+            self.state.changed(run, "context", "status", "next_run_at", "updated_at")
+            self.result.customers.add(run["customer_id"])
+
+    # ------------------------------------------------------------ starting runs
+
+    def _start_triggered(self, event: Event, audience: list[dict[str, Any]] | None) -> None:
+        journeys = self.triggers.get(event.type)
+        if not journeys:
+            return
+        if audience is None:
+            audience = self._audience(event)
+        if event.is_broadcast:
+            self.state.check_run_ids(self._run_id(f"{event.id}/{journey.id}/{c['id']}")
+                                     for c in audience for journey in journeys)
+        now = self.now
+        trigger = event.scope()   # what every run it starts keeps (none changes it in place)
+        for customer in audience:
+            scope = None
+            for journey in journeys:
+                if journey.trigger.condition:
+                    if scope is None:
+                        scope = {"customer": customer, "event": event.scope(), "data": event.data, "now": now,
+                                 "answers": Answers(), "waited": None}
+                    try:
+                        if not truthy(journey.trigger.condition, {**scope, "journey": _journey_scope(journey)}):
+                            continue
+                    except ExpressionError as exc:
+                        self.state.add_timeline(timeline(now, customer["id"], journey.id, "skipped",
+                                                         reason=f"trigger condition failed: {exc}"))
+                        continue
+                run_id = self._enter(journey, customer["id"], trigger=trigger,
+                                     key=f"{event.id}/{journey.id}/{customer['id']}", trigger_event_id=event.id)
+                if run_id:
+                    self.result.entered.append(run_id)
+                    self.result.customers.add(customer["id"])
+
+    def _enter(self, journey: Journey, customer_id: str, *, trigger: dict[str, Any], key: str,
+               trigger_event_id: str) -> str | None:
+        """``enroll`` against the batch's view of the customer's runs."""
+        version_id = self.ctx.versions.current_id(journey.id)
+        if version_id is None or not may_enter(journey, self.state.previous(customer_id, journey.id), self.now):
+            return None
+        run_id = self._run_id(key)
+        if run_id in self.state.taken:
+            return None
+        self.state.add_run(_new_run(journey, version_id, customer_id, run_id, trigger=trigger, answers={},
+                                    now=self.now, trigger_event_id=trigger_event_id))
+        self.state.add_timeline(timeline(self.now, customer_id, journey.id, "entered", run_id=run_id))
+        return run_id
+
+    def _audience(self, event: Event) -> list[dict[str, Any]]:
+        """The customers an event concerns: its own, or every purchaser of an incident's SKUs."""
+        if not event.is_broadcast:
+            assert event.customer is not None
+            return [event.customer.scope()]
+        state = self.state
+        state.flush()   # the purchases and customers this batch wrote so far are part of the audience
+        query = select(Purchase.customer_id).where(Purchase.sku.in_(event.data["skus"]))
+        if event.data.get("purchased_after"):
+            query = query.where(Purchase.purchased_at >= parse_timestamp(event.data["purchased_after"]))
+        if event.data.get("purchased_before"):
+            query = query.where(Purchase.purchased_at <= parse_timestamp(event.data["purchased_before"]))
+        ids = sorted(set(state.session.scalars(query.distinct())))
+        # each customer's lock is held while its runs are decided (in key order: see the docstring)
+        table = CustomerRow.__table__
+        rows = state.session.execute(select(table).where(table.c.id.in_(ids), table.c.email.is_not(None))
+                                     .order_by(table.c.id).with_for_update())
+        audience = [customer_scope(row) for row in rows]
+        state.load_runs(c["id"] for c in audience)
+        return audience
 
 
-def _same_incident(run: Run, event: Event) -> bool:
+def _merge_customer(row: dict[str, Any], event: Event) -> None:
+    """Merge what the event says about its customer into the row (locked: ``_lock_customers``)."""
+    c = event.customer
+    assert c is not None
+    row["email"] = c.email
+    row["name"] = c.name or row["name"]
+    row["timezone"] = c.timezone if c.timezone != "UTC" or not row["timezone"] else row["timezone"]
+    row["locale"] = c.locale or row["locale"]
+    if c.attributes:
+        row["attributes"] = {**(row["attributes"] or {}), **c.attributes}
+
+
+def _purchases(event: Event) -> list[dict[str, Any]]:
+    assert event.customer is not None
+    skus = {str(item.get("sku")) for item in event.data.get("items") or []
+            if isinstance(item, dict) and item.get("sku")}
+    return [{"event_id": event.id, "customer_id": event.customer.id, "sku": sku,
+             "purchased_at": event.occurred_at} for sku in sorted(skus)]
+
+
+def _same_incident(run: dict[str, Any], event: Event) -> bool:
     """A resolution concerns the runs its own incident started (when both name one)."""
-    started_by = ((run.context or {}).get("trigger") or {}).get("data") or {}
+    started_by = ((run["context"] or {}).get("trigger") or {}).get("data") or {}
     theirs, ours = started_by.get("incident_id"), event.data.get("incident_id")
     return theirs is None or ours is None or theirs == ours
 
 
-def _merge_customer(row: CustomerRow, event: Event, now: datetime) -> None:
-    """Merge what the event says about its customer into the row (locked: ``_lock_customers``)."""
-    c = event.customer
-    assert c is not None
-    row.email = c.email
-    row.name = c.name or row.name
-    row.timezone = c.timezone if c.timezone != "UTC" or not row.timezone else row.timezone
-    row.locale = c.locale or row.locale
-    if c.attributes:
-        row.attributes = {**(row.attributes or {}), **c.attributes}
-    row.updated_at = now
-
-
-def _record_purchases(session: Session, event: Event) -> None:
-    assert event.customer is not None
-    skus = {str(item.get("sku")) for item in event.data.get("items") or []
-            if isinstance(item, dict) and item.get("sku")}
-    insert_ignore(session, Purchase, [
-        {"event_id": event.id, "customer_id": event.customer.id, "sku": sku,
-         "purchased_at": event.occurred_at} for sku in sorted(skus)], ["event_id", "sku"])
-
-
-def _count_ticket(session: Session, event: Event, now: datetime, result: IngestResult) -> None:
-    if event.customer is None:
-        return
-    row = session.get(CustomerRow, event.customer.id)
-    if event.type == "ticket.opened":
-        row.open_tickets += 1
-        return
-    row.open_tickets = max(0, row.open_tickets - 1)
-    if row.open_tickets == 0:  # held marketing may go again: wake it now
-        for run in session.scalars(select(Run).where(Run.customer_id == row.id,
-                                                     Run.status == RunStatus.held.value)):
-            run.status = RunStatus.active.value
-            run.next_run_at = now
-            result.customers.add(row.id)
+def _suppression(email: str, reason: str, *, source: str | None, now: datetime,
+                 scope: str = "marketing") -> dict[str, Any]:
+    return {"email_hash": email_hash(email), "reason": reason, "scope": scope, "source": source, "created_at": now}
 
 
 def suppress(session: Session, email: str, reason: str, *, source: str | None, now: datetime,
              scope: str = "marketing") -> None:
-    insert_ignore(session, Suppression, [{"email_hash": email_hash(email), "reason": reason,
-                                          "scope": scope, "source": source, "created_at": now}],
+    insert_ignore(session, Suppression, [_suppression(email, reason, source=source, now=now, scope=scope)],
                   ["email_hash"])
 
 
-def _store_answers(session: Session, event: Event, now: datetime) -> None:
-    assert event.customer is not None
-    survey, answers = str(event.data["survey"]), dict(event.data["answers"])
-    journey_id = event.data.get("journey")
-    message_id = event.data.get("message_id")
-    existing = session.scalars(select(SurveyResponse).where(
-        SurveyResponse.customer_id == event.customer.id, SurveyResponse.survey == survey,
-        SurveyResponse.message_id == message_id if message_id else SurveyResponse.message_id.is_(None))).first()
-    if existing:  # answering twice updates, never duplicates
-        existing.answers = {**existing.answers, **answers}
-        existing.status, existing.updated_at, existing.event_id = "final", now, event.id
-    else:
-        session.add(SurveyResponse(message_id=message_id, run_id=event.data.get("run_id"),
-                                   customer_id=event.customer.id, journey_id=journey_id, survey=survey,
-                                   answers=answers, status="final", event_id=event.id,
-                                   created_at=now, updated_at=now))
-    query = select(Run).where(Run.customer_id == event.customer.id, Run.status.in_(UNFINISHED))
-    if journey_id:
-        query = query.where(Run.journey_id == journey_id)
-    for run in session.scalars(query):
-        ctx = dict(run.context or {})
-        merged = {**(ctx.get("answers") or {})}
-        merged[survey] = {**merged.get(survey, {}), **answers}
-        ctx["answers"] = merged
-        run.context = ctx
-    session.flush()
-
-
-def _unfinished_runs(session: Session, customer_id: str) -> list[Run]:
-    return list(session.scalars(select(Run).where(Run.customer_id == customer_id,
-                                                  Run.status.in_(UNFINISHED))))
-
-
-def _exit_runs(session: Session, ctx: Context, event: Event, runs: list[Run], now: datetime) -> None:
-    for run in runs:
-        journey = ctx.versions.journey(run.version_id)
-        if journey is None or event.type not in journey.exit_when:
-            continue
-        if aware(run.entered_at) > event.occurred_at:
-            continue
-        end_run(session, run, now, f"exit_when {event.type}")
-
-
-def end_run(session: Session, run: Run, now: datetime, reason: str, *, status: str = "exited") -> None:
-    run.status, run.next_run_at, run.ended_at, run.exit_reason = status, None, now, reason
-    run.waiting_for, run.updated_at = None, now
-    session.add(Timeline(at=now, customer_id=run.customer_id, journey_id=run.journey_id, run_id=run.id,
-                         step_id=run.step_id, action="exited", reason=reason))
-
-
-def _wake_waiting(event: Event, runs: list[Run], now: datetime, result: IngestResult) -> None:
-    for run in runs:
-        if run.status != RunStatus.waiting.value or run.waiting_for != event.type:
-            continue   # not waiting for this, or just ended by it (exit_when)
-        run_ctx = dict(run.context or {})
-        run_ctx["wake_event"] = event.scope()
-        run.context = run_ctx
-        run.status, run.next_run_at, run.updated_at = RunStatus.active.value, now, now
-        result.customers.add(run.customer_id)
-
-
-# ---------------------------------------------------------------- starting runs
-
-def _start_triggered(session: Session, ctx: Context, event: Event, now: datetime, result: IngestResult) -> None:
-    journeys = [j for j in ctx.catalog.journeys.values() if j.trigger.event == event.type]
-    if not journeys:
-        return
-    for customer in _audience(session, event):
-        scope = {"customer": customer, "event": event.scope(), "data": event.data, "now": now,
-                 "answers": Answers(), "waited": None}
-        for journey in journeys:
-            if journey.trigger.condition:
-                try:
-                    if not truthy(journey.trigger.condition, {**scope, "journey": _journey_scope(journey)}):
-                        continue
-                except ExpressionError as exc:
-                    session.add(Timeline(at=now, customer_id=customer["id"], journey_id=journey.id,
-                                         action="skipped", reason=f"trigger condition failed: {exc}"))
-                    continue
-            run_id = enroll(session, ctx, journey, customer["id"], trigger=event.scope(), answers={},
-                            key=f"{event.id}/{journey.id}/{customer['id']}", now=now,
-                            trigger_event_id=event.id)
-            if run_id:
-                result.entered.append(run_id)
-                result.customers.add(customer["id"])
-
-
-def _audience(session: Session, event: Event) -> list[dict[str, Any]]:
-    """The customers an event concerns: its own, or every purchaser of an incident's SKUs."""
-    if not event.is_broadcast:
-        assert event.customer is not None
-        return [event.customer.scope()]
-    query = select(Purchase.customer_id).where(Purchase.sku.in_(event.data["skus"]))
-    if event.data.get("purchased_after"):
-        query = query.where(Purchase.purchased_at >= parse_timestamp(event.data["purchased_after"]))
-    if event.data.get("purchased_before"):
-        query = query.where(Purchase.purchased_at <= parse_timestamp(event.data["purchased_before"]))
-    ids = sorted(set(session.scalars(query.distinct())))
-    # each customer's lock is held while its runs are decided (in key order: see the docstring)
-    rows = session.scalars(select(CustomerRow).where(CustomerRow.id.in_(ids), CustomerRow.email.is_not(None))
-                           .order_by(CustomerRow.id).with_for_update())
-    return [customer_scope(row) for row in rows]
-
-
-def customer_scope(row: CustomerRow) -> dict[str, Any]:
+def customer_scope(row: Any) -> dict[str, Any]:
+    """The ``customer`` name of expressions, from a customer row (ORM or Core)."""
     return {"id": row.id, "email": row.email, "name": row.name, "timezone": row.timezone,
             "locale": row.locale, "attributes": dict(row.attributes or {})}
 
@@ -331,6 +389,41 @@ def customer_scope(row: CustomerRow) -> dict[str, Any]:
 def _journey_scope(journey: Journey) -> dict[str, str]:
     return {"id": journey.id, "name": journey.name, "touchpoint": journey.touchpoint.value,
             "category": journey.category.value}
+
+
+# ---------------------------------------------------------------- the reentry rules, for every caller
+
+def may_enter(journey: Journey, previous: list[tuple[str, datetime]], now: datetime) -> bool:
+    """Whether the reentry rules let a customer with these (status, entered_at) runs of the
+    journey start another."""
+    mode = journey.reentry.mode
+    if mode != "always" and any(status in UNFINISHED for status, _ in previous):
+        return False  # one active run per journey
+    if mode == "never" and previous:
+        return False
+    if mode == "after" and previous:
+        last = max(aware(at) for _, at in previous)
+        if now < last + journey.reentry.after:
+            return False
+    return True
+
+
+def _run_id(key: str) -> str:
+    return uuid.uuid5(_RUN_NS, key).hex
+
+
+def _new_run(journey: Journey, version_id: int, customer_id: str, run_id: str, *, trigger: dict[str, Any],
+             answers: dict[str, Any], now: datetime, trigger_event_id: str | None) -> dict[str, Any]:
+    return {"id": run_id, "customer_id": customer_id, "journey_id": journey.id, "version_id": version_id,
+            "touchpoint": journey.touchpoint.value, "category": journey.category.value,
+            "status": RunStatus.active.value, "step_index": 0, "step_id": None, "next_run_at": now,
+            "entered_at": now, "ended_at": None, "exit_reason": None, "waiting_for": None,
+            "trigger_event_id": trigger_event_id, "context": {**_NEW_CONTEXT, "trigger": trigger, "answers": answers},
+            "updated_at": now}
+
+
+# the context of a run that has just entered, but its trigger and answers
+_NEW_CONTEXT = context_of(RunState(run_id="", journey_id="", customer_id="", entered_at=datetime.min))
 
 
 def enroll(session: Session, ctx: Context, journey: Journey, customer_id: str, *, trigger: dict[str, Any],
@@ -347,24 +440,12 @@ def enroll(session: Session, ctx: Context, journey: Journey, customer_id: str, *
         return None
     previous = list(session.execute(
         select(Run.status, Run.entered_at).where(Run.customer_id == customer_id, Run.journey_id == journey.id)))
-    mode = journey.reentry.mode
-    if mode != "always" and any(status in UNFINISHED for status, _ in previous):
-        return None  # one active run per journey
-    if mode == "never" and previous:
+    if not may_enter(journey, [(status, at) for status, at in previous], now):
         return None
-    if mode == "after" and previous:
-        last = max(aware(at) for _, at in previous)
-        if now < last + journey.reentry.after:
-            return None
-    run_id = uuid.uuid5(_RUN_NS, key).hex
-    from postsale.engine.types import RunState
-    state = RunState(run_id=run_id, journey_id=journey.id, customer_id=customer_id, entered_at=now,
-                     next_run_at=now, trigger=trigger, answers=answers)
-    inserted = insert_ignore(session, Run, [{
-        "id": run_id, "customer_id": customer_id, "journey_id": journey.id, "version_id": version_id,
-        "touchpoint": journey.touchpoint.value, "category": journey.category.value,
-        "status": RunStatus.active.value, "step_index": 0, "next_run_at": now, "entered_at": now,
-        "trigger_event_id": trigger_event_id, "context": context_of(state), "updated_at": now}], ["id"])
+    run_id = _run_id(key)
+    inserted = insert_ignore(session, Run, [_new_run(journey, version_id, customer_id, run_id, trigger=trigger,
+                                                     answers=answers, now=now, trigger_event_id=trigger_event_id)],
+                             ["id"])
     if not inserted:
         return None
     session.add(Timeline(at=now, customer_id=customer_id, journey_id=journey.id, run_id=run_id,
@@ -373,5 +454,12 @@ def enroll(session: Session, ctx: Context, journey: Journey, customer_id: str, *
     return run_id
 
 
-__all__ = ["IngestResult", "ingest_text", "ingest_items", "ingest_events", "enroll", "end_run",
+def end_run(session: Session, run: Run, now: datetime, reason: str, *, status: str = "exited") -> None:
+    run.status, run.next_run_at, run.ended_at, run.exit_reason = status, None, now, reason
+    run.waiting_for, run.updated_at = None, now
+    session.add(Timeline(at=now, customer_id=run.customer_id, journey_id=run.journey_id, run_id=run.id,
+                         step_id=run.step_id, action="exited", reason=reason))
+
+
+__all__ = ["IngestResult", "ingest_text", "ingest_items", "ingest_events", "enroll", "end_run", "may_enter",
            "suppress", "customer_scope", "to_state", "UNFINISHED"]

@@ -187,3 +187,39 @@ def test_the_report_shows_delivery_outcomes_per_journey(ctx, fake, sent, webhook
         "opened": 1, "clicked": 1, "bounced": 1, "complained": 1}
     funnel = delivery_counts(ctx.engine, since=ctx.clock.now() - timedelta(days=1))["post-purchase"]
     assert (funnel["delivered"], funnel["opened"], funnel["clicked"]) == (4, 1, 1)
+
+
+def _suppressed(ctx, address: str) -> list[str]:
+    with Session(ctx.engine) as s:
+        return list(s.scalars(select(Suppression.reason).where(Suppression.email_hash == email_hash(address))))
+
+
+def test_a_group_resubscribe_lifts_the_unsubscribe_it_answers(ctx, webhook):
+    address = "back-again@example.com"
+    out = {"event": "group_unsubscribe", "email": address, "timestamp": 1790000000, "asm_group_id": 77,
+           "sg_event_id": "g-out"}
+    assert webhook.post([out]).json()["stored"] == 1
+    assert _suppressed(ctx, address) == ["unsubscribed"]
+    back = {"event": "group_resubscribe", "email": address, "timestamp": 1790000600, "asm_group_id": 77,
+            "sg_event_id": "g-back"}
+    assert webhook.post([back]).json()["stored"] == 1
+    assert _suppressed(ctx, address) == []
+
+
+def test_a_resubscribe_older_than_an_unsubscribe_in_one_batch_changes_nothing(ctx, webhook):
+    address = "changed-mind@example.com"
+    back = {"event": "group_resubscribe", "email": address, "timestamp": 1790000000, "asm_group_id": 77,
+            "sg_event_id": "b-1"}
+    out = {"event": "group_unsubscribe", "email": address, "timestamp": 1790000600, "asm_group_id": 77,
+           "sg_event_id": "o-1"}
+    assert webhook.post([out, back]).json()["stored"] == 2
+    assert _suppressed(ctx, address) == ["unsubscribed"]
+
+
+def test_a_resubscribe_never_lifts_a_bounce(ctx, webhook):
+    address = "gone@example.com"
+    webhook.post([{"event": "bounce", "type": "bounce", "email": address, "timestamp": 1790000000,
+                   "reason": "550 no such user", "sg_event_id": "x-1"}])
+    webhook.post([{"event": "group_resubscribe", "email": address, "timestamp": 1790000600,
+                   "asm_group_id": 77, "sg_event_id": "x-2"}])
+    assert _suppressed(ctx, address) == ["bounced"]

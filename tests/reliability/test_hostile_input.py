@@ -1,18 +1,25 @@
-"""Hostile input (issue 9): events, YAML, templates and links that try hard to break postsale.
+"""Hostile input (issue 9): events, YAML, journeys, templates and links that try hard to break
+postsale.
 
 Pure and fast: property tests (hypothesis) and fixed attacks, no database, no network.
 Every failure must be a clean rejection (InvalidEvent, a Problem, a RenderError or
 ExpressionError, None from Links.read) within a bounded time: never a crash, a hang or a
 value that reaches a mail header.
+
+The event parser and the YAML/journey loader are also fuzzed: 300 examples a property in CI,
+``POSTSALE_LONG=1`` runs 10,000 (``POSTSALE_FUZZ_EXAMPLES`` to choose). Sandbox attacks are in
+``test_hostile_sandbox.py``, HTTP ones (bodies, webhooks, links) in ``test_hostile_http.py``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from email import message_from_bytes
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +35,9 @@ from postsale.spec.problems import Problem
 from postsale.spec.yaml_lines import load_yaml
 from tests.render.conftest import SECRET, page, request
 
+LONG = os.environ.get("POSTSALE_LONG") == "1"
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(FAST, max_examples=int(os.environ.get("POSTSALE_FUZZ_EXAMPLES", "10000" if LONG else "300")))
 
 GOOD = {"id": "ok-1", "type": "order.placed", "occurred_at": "2026-11-20T10:15:00+01:00",
         "customer": {"id": "c-1", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Rome"},
@@ -51,7 +60,7 @@ events = st.fixed_dictionaries({}, optional={
                             field_values, max_size=4) | field_values})
 
 
-@FAST
+@FUZZ
 @given(st.one_of(json_values, events))
 def test_parse_event_only_ever_rejects_cleanly(raw):
     try:
@@ -88,8 +97,8 @@ def test_ndjson_with_broken_lines_keeps_good_lines(items, garbage):
     assert len(accepted) + len(rejected) == len(decoded)
 
 
-@FAST
-@given(st.text(max_size=400))
+@FUZZ
+@given(st.text(max_size=400) | st.binary(max_size=400).map(lambda b: b.decode("utf-8", "surrogateescape")))
 def test_decode_batch_on_any_text_never_crashes(text):
     try:
         items = decode_batch(text)
@@ -111,7 +120,7 @@ def test_deeply_nested_json_is_rejected_not_a_crash():
 yaml_chars = st.text(alphabet=st.sampled_from(list("abc: -[]{}&*!|>'\"#\n\t01%@`?,.\\")), max_size=300)
 
 
-@FAST
+@FUZZ
 @given(st.one_of(st.text(max_size=300), yaml_chars))
 def test_load_yaml_and_parse_journey_never_raise(text):
     data, problems = load_yaml(text, "j.yaml")
@@ -119,6 +128,48 @@ def test_load_yaml_and_parse_journey_never_raise(text):
     journey, problems = parse_journey(text, "j.yaml", policy=Policy())
     assert all(isinstance(p, Problem) for p in problems)
     assert journey is None or not any(p.is_error for p in problems)
+
+
+hostile_scalars = st.sampled_from(
+    ["", "x", "thank_you", "order.placed", "30m", "2d", "1d12h", "-1d", "0m", "99999999999w", "1y", "10:00",
+     "25:99", "never", "always", "after 30d", "after -1d", "marketing", "transactional", "pre_sale",
+     "immediate_post_sale", "ongoing_care", "issue_resolution", "data.total > 0", "data.__class__", "{{ x }}",
+     "'unclosed", "range(10**9)|list", "../../etc/passwd", "Ada\r\nBcc: x@y.z", "\x00", "é" * 300]) | st.integers() \
+    | st.none() | st.booleans() | st.floats(allow_nan=True)
+step_kinds = ["send", "survey", "wait", "wait_for", "if", "alert", "start", "exit", "bogus"]
+
+
+def _step(inner):
+    keys = st.sampled_from(step_kinds + ["id", "at", "timeout", "expire_after", "then", "else", "if"])
+    return st.dictionaries(keys, hostile_scalars | inner, min_size=1, max_size=4)
+
+
+steps = st.recursive(st.lists(st.dictionaries(st.sampled_from(step_kinds), hostile_scalars, min_size=1, max_size=2),
+                              max_size=4),
+                     lambda inner: st.lists(_step(inner), max_size=4), max_leaves=12)
+questions = st.lists(st.dictionaries(st.sampled_from(["id", "text", "type", "min", "max", "optional", "choices"]),
+                                     hostile_scalars, max_size=6), max_size=5)
+journeys = st.fixed_dictionaries({"journey": hostile_scalars}, optional={
+    "name": hostile_scalars, "touchpoint": hostile_scalars, "category": hostile_scalars,
+    "trigger": st.dictionaries(st.sampled_from(["event", "if", "junk"]), hostile_scalars, max_size=3) | hostile_scalars,
+    "entry": st.dictionaries(st.sampled_from(["reentry"]), hostile_scalars) | hostile_scalars,
+    "exit_when": st.lists(st.dictionaries(st.sampled_from(["event", "if"]), hostile_scalars, max_size=2), max_size=3),
+    "steps": steps | hostile_scalars,
+    "surveys": st.dictionaries(st.sampled_from(["csat", "nps", ""]),
+                               st.fixed_dictionaries({}, optional={"template": hostile_scalars, "questions": questions}),
+                               max_size=2) | hostile_scalars,
+})
+
+
+@FUZZ
+@given(journeys)
+def test_journey_shaped_hostile_yaml_is_a_journey_or_problems_with_lines(data):
+    text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    started = time.monotonic()
+    journey, problems = parse_journey(text, "hostile.yaml", policy=Policy())
+    assert time.monotonic() - started < 5.0
+    assert journey is not None or any(p.is_error for p in problems), problems
+    assert all(p.file == "hostile.yaml" and p.line >= 1 and p.message for p in problems), problems
 
 
 def test_load_catalog_on_garbage_files_reports_problems(tmp_path):

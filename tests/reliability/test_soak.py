@@ -1,42 +1,45 @@
-"""Load soak (issue 9): ``postsale serve`` as a process on loopback under a steady, bounded
-stream of purchases and signed SendGrid delivery events. Memory (RSS) and latency (p50/p95)
-in the first and last third are printed; nothing may be lost (every purchase has its
-thank-you queued or sent) and memory growth must stay within a generous bound.
+"""Load soak (issue 9): ``postsale serve`` as a process on loopback, delivering to the local
+SendGrid-like server, under a steady, bounded stream of purchases (``RATE`` a second, in
+batches of four) while the provider posts its signed events (processed, delivered) for every
+mail it accepted, as SendGrid's Event Webhook would.
 
-About 30 s in CI; ``POSTSALE_LONG=1`` runs 10 minutes (``POSTSALE_SOAK_SECONDS`` to choose).
+Measured: serve's RSS (sampled every second) and the latency of ``POST /events`` and of the
+webhook, in the first and the last third of the run. Memory and latency must stay flat (RSS
+growth within 50% + 30 MiB, p95 within five times the start or 2 s) and nothing may be lost:
+every purchase acknowledged and stored, every email sent and accepted by the provider exactly
+once, every provider event recorded against its message.
+
+About 30 s in CI; ``POSTSALE_LONG=1`` runs 10 minutes on SQLite (``POSTSALE_SOAK_SECONDS`` to
+choose). With ``POSTSALE_TEST_PG_URL`` the short soak also runs on PostgreSQL.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import statistics
+import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
-from models import Message
-from tests.api.test_serve_process import POSTSALE, ROOT, daytime_zone, start_serve
+from models import DeliveryEvent, Message
+from tests.api.test_serve_process import ROOT, daytime_zone
 from tests.delivery.webhook_kit import Signer
+from tests.pg.database import fresh_schema, require_postgres
+from tests.reliability.checks import assert_every_event_stored, assert_sent_exactly_once
+from tests.reliability.provider import HostileSendGrid
+from tests.reliability.serving import POSTSALE, ProviderWebhook, ServeProcess, Shop, rss_kib, sendgrid_env
 
 TOKEN = "soak-token-0123456789"
 RATE = 8                      # purchases a second, in batches of 4
+BATCH = 4
 LONG = os.environ.get("POSTSALE_LONG") == "1"
-SECONDS = float(os.environ.get("POSTSALE_SOAK_SECONDS", "600" if LONG else "30"))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+SHORT = 30.0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -44,88 +47,126 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else 0.0
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc for RSS")
-def test_serve_soak_memory_and_latency_stay_flat_and_nothing_is_lost(tmp_path):
-    if not POSTSALE.exists():
-        pytest.skip(f"{POSTSALE} is not installed (pip install -e .)")
+def purchases(seconds: float) -> list[list[dict]]:
+    now = datetime.now(timezone.utc)
+    zone = daytime_zone(now)
+    out = []
+    for b in range(int(seconds * RATE / BATCH)):
+        batch = []
+        for n in range(b * BATCH, (b + 1) * BATCH):
+            at = (now + timedelta(seconds=n / RATE)).replace(microsecond=0).isoformat()
+            batch.append({"id": f"soak-{n}", "type": "order.placed", "occurred_at": at,
+                          "customer": {"id": f"c-soak-{n}", "email": f"soak{n}@example.com", "name": f"Soak {n}",
+                                       "timezone": zone},
+                          "data": {"order_id": f"S{n}", "total": 20.0, "currency": "EUR",
+                                   "items": [{"sku": "MUG-1", "name": "Mug", "category": "kitchen", "quantity": 1,
+                                              "price": 20.0}]}})
+        out.append(batch)
+    return out
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="rss", daemon=True)
+        self.pid, self.samples = pid, []           # (monotonic, KiB)
+        self._halted = threading.Event()
+
+    def run(self) -> None:
+        while not self._halted.wait(1.0):
+            self.samples.append((time.monotonic(), rss_kib(self.pid)))
+
+    def halt(self) -> None:
+        self._halted.set()
+        self.join(10)
+
+
+def soak(tmp_path: Path, url: str, seconds: float) -> None:
+    batches = purchases(seconds)
     signer = Signer.generate()
-    db = tmp_path / "soak.db"
-    env = {**os.environ, "POSTSALE_DATABASE_URL": f"sqlite:///{db}", "POSTSALE_OUTBOX": str(tmp_path / "outbox"),
-           "POSTSALE_JOURNEYS": str(ROOT / "journeys"), "POSTSALE_TEMPLATES": str(ROOT / "templates"),
-           "POSTSALE_TRANSPORT": "outbox", "POSTSALE_DISPATCH_INTERVAL": "1", "POSTSALE_API_TOKEN": TOKEN,
-           "POSTSALE_SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key, "PYTHONUNBUFFERED": "1"}
-    env.pop("PREFECT_API_URL", None)
-    process, url, log = start_serve(tmp_path, env)
-    samples: list[tuple[float, float, int, str]] = []       # (elapsed, latency, rss KiB, kind)
-    customers: set[str] = set()
-    zone = daytime_zone(datetime.now(timezone.utc))
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+    with HostileSendGrid(api_key="SG.soak-key", delay=0.01) as fake:
+        env = sendgrid_env(tmp_path, fake, signer, database_url=url, journeys=ROOT / "journeys",
+                           templates=ROOT / "templates", token=TOKEN, reconcile_after=120)
+        serve = ServeProcess(tmp_path, env)
+        serve.start()
+        shop = Shop(serve, batches, TOKEN, pause=BATCH / RATE)
+        webhook = ProviderWebhook(serve, fake, signer)
+        sampler = Sampler(serve.pid)
+        try:
             started = time.monotonic()
-            n = 0
-            while (elapsed := time.monotonic() - started) < SECONDS:
-                now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-                batch = []
-                for _ in range(RATE // 2):
-                    cid = f"c-soak-{n}"
-                    batch.append({"id": f"soak-{n}", "type": "order.placed", "occurred_at": now,
-                                  "customer": {"id": cid, "email": f"soak{n}@example.com", "name": f"Soak {n}",
-                                               "timezone": zone},
-                                  "data": {"order_id": f"S{n}", "total": 20.0, "currency": "EUR",
-                                           "items": [{"sku": "MUG-1", "name": "Mug", "category": "kitchen",
-                                                      "quantity": 1, "price": 20.0}]}})
-                    customers.add(cid)
-                    n += 1
-                t = time.perf_counter()
-                response = client.post("/events", json=batch, headers={"Authorization": f"Bearer {TOKEN}"})
-                samples.append((elapsed, time.perf_counter() - t, rss_kib(process.pid), "events"))
-                assert response.status_code == 202 and response.json()["accepted"] == len(batch), response.text
-                # SendGrid-style delivery events (for messages we may or may not know), signed.
-                body = json.dumps([{"email": f"soak{n - 1}@example.com", "event": "delivered",
-                                    "timestamp": int(time.time()), "sg_event_id": f"ev-{n}",
-                                    "sg_message_id": f"x{n}.filter", "postsale_message_id": f"unknown-{n}"}]).encode()
-                t = time.perf_counter()
-                response = client.post("/webhooks/sendgrid", content=body,
-                                       headers=signer.headers(body, int(time.time())))
-                samples.append((elapsed, time.perf_counter() - t, rss_kib(process.pid), "webhook"))
-                assert response.status_code == 200, response.text
-                time.sleep(max(0.0, 0.5 - (time.monotonic() - started - elapsed)))
+            sampler.start()
+            shop.start()
+            webhook.start()
+            shop.finish(timeout=seconds * 3 + 60)
+            ended = time.monotonic()
 
-        def all_thanked() -> bool:
-            engine = create_engine(f"sqlite:///{db}", poolclass=NullPool)
-            try:
-                with Session(engine) as session:
-                    got = session.scalar(select(func.count(func.distinct(Message.customer_id)))
-                                         .where(Message.customer_id.like("c-soak-%"),
-                                                Message.status.in_(("queued", "sending", "sent"))))
-            finally:
-                engine.dispose()
-            return got == len(customers)
+            def settled() -> bool:
+                engine = create_engine(url, poolclass=NullPool)
+                try:
+                    with engine.connect() as conn:
+                        pending = conn.execute(select(func.count()).select_from(Message)
+                                               .where(Message.status.in_(("queued", "sending")))).scalar()
+                finally:
+                    engine.dispose()
+                return pending == 0 and webhook.caught_up()
 
-        deadline = time.monotonic() + 60
-        while not all_thanked():
-            assert time.monotonic() < deadline, "some purchases never got their thank-you queued"
-            time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+            deadline = time.monotonic() + 120
+            while not settled():
+                assert time.monotonic() < deadline, "mail still pending two minutes after the stream ended"
+                time.sleep(0.5)
+            time.sleep(1.0)                        # the provider's last events land
+            webhook.halt()
+            sampler.halt()
+            assert serve.stop() == 0, serve.output()[-3000:]
+        finally:
+            shop.halt()
+            webhook.halt()
+            sampler.halt()
+            serve.kill()
+    assert not serve.tracebacks(), "\n".join(serve.tracebacks())[:6000]
+    assert set(shop.answers) == {202} and set(webhook.answers) == {200}, (shop.answers, webhook.answers)
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        assert_every_event_stored(engine, shop.acknowledged, {e["id"] for b in batches for e in b})
+        delivery = assert_sent_exactly_once(engine, fake)
+        with Session(engine) as session:
+            recorded = session.scalar(select(func.count()).select_from(DeliveryEvent))
+            undelivered = session.scalar(select(func.count()).select_from(Message)
+                                         .where(Message.delivery_state.is_(None)))
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
-    output = Path(log.name).read_text()
-    assert "Traceback" not in output, output[-3000:]
+        engine.dispose()
+    assert recorded == webhook.posted, f"{webhook.posted} provider events posted, {recorded} recorded"
+    assert undelivered == 0, f"{undelivered} messages never took their 'delivered' event"
 
-    third = SECONDS / 3
-    first = [s for s in samples if s[0] < third]
-    last = [s for s in samples if s[0] >= 2 * third]
-    rss_first = statistics.median(s[2] for s in first)
-    rss_last = statistics.median(s[2] for s in last)
-    lat = {name: [s[1] for s in part] for name, part in (("first", first), ("last", last))}
-    print(f"\nsoak {SECONDS:.0f}s: {len(customers)} purchases, {len(samples) // 2} webhook posts; "
-          f"RSS median first third {rss_first / 1024:.1f} MiB, last third {rss_last / 1024:.1f} MiB; "
-          f"latency p50/p95 first {pct(lat['first'], .5):.1f}/{pct(lat['first'], .95):.1f} ms, "
-          f"last {pct(lat['last'], .5):.1f}/{pct(lat['last'], .95):.1f} ms")
+    third = (ended - started) / 3
+    first = lambda items: [v for t, v in items if t < started + third]          # noqa: E731
+    last = lambda items: [v for t, v in items if t >= started + 2 * third]      # noqa: E731
+    rss_first, rss_last = statistics.median(first(sampler.samples)), statistics.median(last(sampler.samples))
+    events_first, events_last = first(shop.latencies), last(shop.latencies)
+    hooks_first, hooks_last = first(webhook.latencies), last(webhook.latencies)
+    print(f"\nsoak {ended - started:.0f}s on {url.split(':')[0]}: {len(shop.acknowledged)} purchases in "
+          f"{len(batches)} posts, {delivery.messages} emails (each accepted once, {delivery.duplicates} duplicates), "
+          f"{webhook.posted} provider events recorded; serve RSS median first third {rss_first / 1024:.1f} MiB, "
+          f"last third {rss_last / 1024:.1f} MiB (max {max(v for _, v in sampler.samples) / 1024:.1f}); "
+          f"POST /events p50/p95 first {pct(events_first, .5):.1f}/{pct(events_first, .95):.1f} ms, "
+          f"last {pct(events_last, .5):.1f}/{pct(events_last, .95):.1f} ms; webhook p50/p95 first "
+          f"{pct(hooks_first, .5):.1f}/{pct(hooks_first, .95):.1f} ms, last {pct(hooks_last, .5):.1f}/"
+          f"{pct(hooks_last, .95):.1f} ms")
     # Generous: an unbounded cache or a leak per request would outgrow this over the run.
     assert rss_last < rss_first * 1.5 + 30 * 1024
-    assert pct(lat["last"], .95) < max(2000.0, 5 * pct(lat["first"], .95))
+    assert pct(events_last, .95) < max(2000.0, 5 * pct(events_first, .95))
+    assert pct(hooks_last, .95) < max(2000.0, 5 * pct(hooks_first, .95))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc for RSS")
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_serve_soak_memory_and_latency_stay_flat_and_nothing_is_lost(tmp_path, backend):
+    if not POSTSALE.exists():
+        pytest.skip(f"{POSTSALE} is not installed (pip install -e .)")
+    if backend == "sqlite":
+        seconds = float(os.environ.get("POSTSALE_SOAK_SECONDS", "600" if LONG else SHORT))
+        soak(tmp_path, f"sqlite:///{tmp_path}/soak.db", seconds)
+    else:
+        require_postgres()
+        with fresh_schema("soak") as schema:
+            soak(tmp_path, schema.url, SHORT)
