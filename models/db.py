@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -34,7 +34,19 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         connect_args=postgres_timeouts(url))
+
+
+# A network partition that drops packets (rather than resetting) must end in an error, not a
+# batch that waits for ever holding customers' locks. libpq settings; the URL may override them.
+POSTGRES_TIMEOUTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                     "keepalives_count": 3, "tcp_user_timeout": 60_000}
+
+
+def postgres_timeouts(url: str) -> dict[str, int]:
+    given = make_url(url).query
+    return {key: value for key, value in POSTGRES_TIMEOUTS.items() if key not in given}
 
 
 def init_db(engine: Engine) -> None:

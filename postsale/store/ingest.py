@@ -52,6 +52,7 @@ log = logging.getLogger("postsale.ingest")
 
 _RUN_NS = uuid.UUID("6f1c1a43-4a0e-4d1b-9a1e-5d3b2c0f7e11")
 ATTEMPTS = 3   # a batch PostgreSQL aborted to break a deadlock is tried again, whole
+AUDIENCE_CHUNK = 10_000   # customers an incident's audience query locks at a time
 
 
 @dataclass
@@ -335,9 +336,14 @@ class _Batch:
         ids = sorted(set(state.session.scalars(query.distinct())))
         # each customer's lock is held while its runs are decided (in key order: see the docstring)
         table = CustomerRow.__table__
-        rows = state.session.execute(select(table).where(table.c.id.in_(ids), table.c.email.is_not(None))
-                                     .order_by(table.c.id).with_for_update())
-        audience = [customer_scope(row) for row in rows]
+        audience = []
+        # In sorted chunks: key order is kept across them, and PostgreSQL takes at most 65,535
+        # parameters a statement (an incident can reach a hundred thousand purchasers).
+        for start in range(0, len(ids), AUDIENCE_CHUNK):
+            rows = state.session.execute(select(table).where(table.c.id.in_(ids[start:start + AUDIENCE_CHUNK]),
+                                                             table.c.email.is_not(None))
+                                         .order_by(table.c.id).with_for_update())
+            audience += [customer_scope(row) for row in rows]
         state.load_runs(c["id"] for c in audience)
         return audience
 

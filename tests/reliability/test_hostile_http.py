@@ -39,7 +39,7 @@ from tests.api.conftest import (FIXTURE, MAX_BODY, SHOPIFY_SECRET, STRIPE_SECRET
 from tests.delivery.webhook_kit import Signer
 
 LONG = os.environ.get("POSTSALE_LONG") == "1"
-PROPERTY = settings(max_examples=1000 if LONG else 60, deadline=None,
+PROPERTY = settings(max_examples=300 if LONG else 60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 SIGNER = Signer.generate()
 

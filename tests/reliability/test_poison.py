@@ -2,11 +2,12 @@
 expression property tests (``test_hostile_sandbox.py``) and followed through to the store.
 
 A journey condition that meets data of an unexpected type (``data.tags|reverse`` with a
-number) raises Jinja's ``FilterArgumentError``, which ``postsale.sandbox.evaluate`` does not
-turn into an ``ExpressionError``. At ingest it then fails the whole batch (the shop's retry
-fails again: a poison batch), in dispatch the whole batch of customers (every tick retries the
-same batch and fails: nobody behind the poison customer advances). A condition Jinja folds at
-compile time (``0.__class__``) raises out of the journey loader instead of a Problem.
+number) raised Jinja's ``FilterArgumentError``, which ``postsale.sandbox.evaluate`` used not
+to turn into an ``ExpressionError``: at ingest it failed the whole batch (the shop's retry
+failed again: a poison batch), in dispatch the whole batch of customers (every tick retried
+the same batch: nobody behind the poison customer advanced). A condition Jinja folds at
+compile time (``0.__class__``) raised out of the journey loader instead of a Problem. These
+tests keep it that way: the bad customer's step is skipped, the others go on.
 """
 
 from __future__ import annotations

@@ -109,6 +109,16 @@ def test_incident_fans_out_to_buyers_of_the_skus_in_the_date_range(ctx):
     assert sorted(r.customer_id for r in runs(ctx, journey_id="incident")) == ["buyer-recent"]
 
 
+def test_an_incident_audience_larger_than_one_query_is_read_in_chunks(ctx, monkeypatch):
+    # PostgreSQL takes at most 65,535 parameters a statement: the audience is locked in chunks.
+    import postsale.store.ingest as ingest_module
+    monkeypatch.setattr(ingest_module, "AUDIENCE_CHUNK", 2)
+    buyers = [f"buyer-{i}" for i in range(5)]
+    ingest_events(ctx, [order(f"o-{b}", T0 - timedelta(days=1), customer(b), skus=[("GRINDER-2", "kitchen")])
+                        for b in buyers] + [event("inc-big", "incident.declared", T0, None, skus=["GRINDER-2"])])
+    assert sorted(r.customer_id for r in runs(ctx, journey_id="incident")) == buyers
+
+
 def test_suppression_events_apply_at_once(ctx):
     c = customer()
     ingest_events(ctx, [event("u", "email.unsubscribed", T0, c)])
