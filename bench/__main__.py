@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only NAME[,NAME]] [--pg URL] [--repeats N] [--update-readme]``."""
+"""``python -m bench [--quick] [--only NAME[,NAME]] [--pg URL] [--repeats N] [--results DIR] [--update-readme]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -27,6 +28,8 @@ def parse(argv: list[str]) -> Options:
                         help="profile the first dispatch pass (pyinstrument) into bench/results/")
     parser.add_argument("--update-readme", action="store_true",
                         help="write the figures table into bench/README.md")
+    parser.add_argument("--results", default=str(RESULTS), metavar="DIR",
+                        help="where latest.json, the log and profiles go (default: bench/results)")
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in only if name not in SCENARIOS]
@@ -35,7 +38,7 @@ def parse(argv: list[str]) -> Options:
     pg = args.pg if args.pg is not None else os.environ.get(PG_ENV)
     return Options(quick=args.quick, only=only, repeats=max(1, args.repeats) if args.repeats else None,
                    pg_url=None if pg in (None, "", "none") else pg, update_readme=args.update_readme,
-                   profile=args.profile)
+                   profile=args.profile, results=Path(args.results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         console.print(f"  databases: SQLite only ({reason})")
     info["databases"] = [b.name for b in backends]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    log_path = RESULTS / "last-run.log"
+    results = options.results
+    results.mkdir(parents=True, exist_ok=True)
+    log_path = results / "last-run.log"
     log_path.write_text("", encoding="utf-8")
     runner = Runner(options, backends, console, log_path)
     modules = load_modules(options.only)
@@ -70,15 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)
     ran = [m for m in modules if m.NAME in durations]
-    data = write_results(runner, info, durations, ran)
+    data = write_results(runner, info, durations, ran, results / "latest.json")
     header = f"{'Quick run' if options.quick else 'Run'} of {info['date']} — {one_line(info)}"
     console.print(table(runner.figures, f"this run ({time.monotonic() - started:.0f} s)"))
     if options.update_readme:
         everything = markdown(figures_of(data), f"_{header}_")
-        from pathlib import Path
         done = update_readme(Path(__file__).resolve().parent / "README.md", everything)
         console.print("README updated" if done else "[yellow]README has no bench:latest markers[/yellow]")
-    console.print(f"figures: {RESULTS / 'latest.json'} (log: {log_path})")
+    console.print(f"figures: {results / 'latest.json'} (log: {log_path})")
     return 1 if any(f.metric == "error" for f in runner.figures) else 0
 
 

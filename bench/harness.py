@@ -53,6 +53,7 @@ class Options:
     pg_url: str | None = None
     update_readme: bool = False
     profile: bool = False
+    results: Path = RESULTS
 
 
 def check(value: float | None, target: str | None) -> bool | None:
