@@ -9,6 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from models.json_codec import dumps as json_dumps
+from models.json_codec import loads as json_loads
 
 
 # A dispatch batch writes a few MB (outbox bodies, timeline, run updates). With SQLite's
@@ -19,8 +21,10 @@ SQLITE_TUNING = ("cache_size=-32768", "wal_autocheckpoint=10000")
 
 
 def create_db_engine(url: str, *, echo: bool = False) -> Engine:
+    """JSON columns go through ``models.json_codec`` (orjson, the values ``json`` would give)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
+                               json_serializer=json_dumps, json_deserializer=json_loads)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # WAL: readers never block the one writer
@@ -35,7 +39,8 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                         connect_args=postgres_timeouts(url))
+                         connect_args=postgres_timeouts(url), json_serializer=json_dumps,
+                         json_deserializer=json_loads)
 
 
 # A network partition that drops packets (rather than resetting) must end in an error, not a

@@ -41,16 +41,22 @@ class LinkClaims:
     extra: str = ""                        # survey id for survey links
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """``base64.urlsafe_b64encode`` unpadded, without its two Python-level wrappers."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _payload(fields: tuple[str, ...]) -> bytes:
-    """Compact JSON of the fields; written by hand when no field needs escaping (ids do not)."""
-    if all('"' not in f and "\\" not in f for f in fields):
-        joined = '","'.join(fields)
-        if joined.isprintable():
-            return f'["{joined}"]'.encode("utf-8")
+    """Compact JSON of the fields; written by hand when no field needs escaping (ids do not).
+
+    A field holds no quote when the joined text holds only the separators' two each.
+    """
+    joined = '","'.join(fields)
+    if joined.count('"') == 2 * (len(fields) - 1) and "\\" not in joined and joined.isprintable():
+        return f'["{joined}"]'.encode("utf-8")
     return _dumps(list(fields)).encode("utf-8")
 
 

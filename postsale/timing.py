@@ -9,22 +9,40 @@ Two DST rules (SPEC.md §9.4):
 - a wall time that does not exist (02:30 on a spring-forward day) means the first instant after
   the gap, when the clock jumps to 03:00;
 - a wall time that happens twice (01:30 on a fall-back day) means its first occurrence.
+
+Dispatch asks the same questions over and over: every customer due in a pass has the same
+``now``, so a ``wait`` step asks ``next_wall_time(now + 2 days, 10:00, zone)`` for each of a
+dozen zones, and quiet hours ask ``quiet_hours_end(now, zone, quiet)`` alike. The answers are
+pure functions of the instant, so ``next_wall_time`` and ``quiet_hours_end`` keep them
+(``_MEMO`` answers each), keyed by the instant *in UTC*: two aware datetimes in one zone that
+differ only in ``fold`` compare and hash equal although they are an hour apart, UTC ones never.
+Nothing about a day's offsets is assumed: a new question is worked out as before.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from postsale.spec.model import QuietHours
 
 UTC = timezone.utc
 
-__all__ = ["UTC", "in_quiet_hours", "local", "next_wall_time", "quiet_hours_end", "wall_instants"]
+__all__ = ["UTC", "in_quiet_hours", "local", "next_wall_time", "quiet_hours_end", "wall_instants", "zone"]
+
+_MEMO = 8192                                          # answers kept per function
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> tzinfo:
+    """The time zone of this name, kept: ``ZoneInfo`` itself keeps only the last 8 zones
+    strongly, so a batch spanning more of them would read zone files again and again."""
+    return ZoneInfo(name)
 
 
 def _zone(tz: str | tzinfo) -> tzinfo:
-    return ZoneInfo(tz) if isinstance(tz, str) else tz
+    return zone(tz) if isinstance(tz, str) else tz
 
 
 def _aware(instant: datetime) -> datetime:
@@ -53,6 +71,11 @@ def in_quiet_hours(instant: datetime, tz: str | tzinfo, quiet: QuietHours | None
 
 def quiet_hours_end(instant: datetime, tz: str | tzinfo, quiet: QuietHours | None) -> datetime:
     """The first instant at or after ``instant`` outside quiet hours (``instant`` if not quiet)."""
+    return _quiet_hours_end_memo(_aware(instant).astimezone(UTC), _zone(tz), quiet)
+
+
+def _quiet_hours_end(instant: datetime, tz: str | tzinfo, quiet: QuietHours | None) -> datetime:
+    """``quiet_hours_end`` worked out (the memo's answers come from here)."""
     zone = _zone(tz)
     if not in_quiet_hours(instant, zone, quiet):
         return _aware(instant).astimezone(UTC)
@@ -70,8 +93,16 @@ def quiet_hours_end(instant: datetime, tz: str | tzinfo, quiet: QuietHours | Non
     raise AssertionError(f"quiet hours {quiet} never end after {instant}")  # pragma: no cover
 
 
+_quiet_hours_end_memo = lru_cache(maxsize=_MEMO)(_quiet_hours_end)
+
+
 def next_wall_time(instant: datetime, at: time, tz: str | tzinfo) -> datetime:
     """The first instant >= ``instant`` whose wall-clock time in ``tz`` is ``at``."""
+    return _next_wall_time_memo(_aware(instant).astimezone(UTC), at, _zone(tz))
+
+
+def _next_wall_time(instant: datetime, at: time, tz: str | tzinfo) -> datetime:
+    """``next_wall_time`` worked out (the memo's answers come from here)."""
     zone = _zone(tz)
     day = local(instant, zone).date()
     # Tomorrow always has an answer; the third day only guards a zone that skipped a whole day.
@@ -80,6 +111,9 @@ def next_wall_time(instant: datetime, at: time, tz: str | tzinfo) -> datetime:
         if candidate >= instant:
             return candidate
     raise AssertionError(f"no {at} after {instant} in {tz}")  # pragma: no cover
+
+
+_next_wall_time_memo = lru_cache(maxsize=_MEMO)(_next_wall_time)
 
 
 def wall_instants(day: date, at: time, tz: str | tzinfo) -> list[datetime]:

@@ -132,3 +132,13 @@ def test_urls_carry_the_tokens(links):
     assert survey.endswith("?a=4")
     claims = links.read(survey.removeprefix(f"{URL}/s/").removesuffix("?a=4"), "survey")
     assert claims == LinkClaims("survey", "c-1", "m-1", "csat")
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.tuples(st.text(), st.text(), st.text(), st.text()), data=st.binary(max_size=64))
+def test_the_hand_written_payload_and_base64_are_the_library_ones(fields, data):
+    import json
+
+    from postsale.links import _b64, _payload
+    assert _payload(fields) == json.dumps(list(fields), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert _b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
-from functools import lru_cache
+from datetime import datetime
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
 
 from postsale.engine.caps import NEVER, describe, earliest_send
 from postsale.engine.program import Branch, Instruction, Jump
@@ -24,7 +22,7 @@ from postsale.render.types import Renderer, RenderRequest
 from postsale.sandbox import Answers, make_environment, truthy
 from postsale.spec.model import (Alert, Category, Exit, Journey, Policy, Send, Start, Survey, SurveyDef,
                                  Wait, WaitFor)
-from postsale.timing import in_quiet_hours, next_wall_time, quiet_hours_end
+from postsale.timing import in_quiet_hours, next_wall_time, quiet_hours_end, zone
 
 GO, STOP = True, False
 
@@ -45,13 +43,6 @@ def message_id_for(run_id: str, step_id: str) -> str:
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     return digest.hex()
-
-
-@lru_cache(maxsize=1024)
-def zone(name: str) -> tzinfo:
-    """The customer's time zone, kept: ``ZoneInfo`` itself keeps only the last 8 zones
-    strongly, so a batch spanning more of them would read zone files again and again."""
-    return ZoneInfo(name)
 
 
 @dataclass

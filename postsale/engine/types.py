@@ -145,6 +145,25 @@ class AdvanceResult:
 _FIELD_NAMES: dict[type, frozenset[str] | None] = {}
 
 
+def _plain_fields(cls: type) -> frozenset[str] | None:
+    """The field names of a dataclass whose ``__init__`` only stores them; None otherwise."""
+    if cls not in _FIELD_NAMES:
+        plain = not hasattr(cls, "__post_init__") and all(f.init for f in fields(cls))
+        _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls)) if plain else None
+    return _FIELD_NAMES[cls]
+
+
+def make(cls: type, **values: Any) -> Any:
+    """``cls(**values)`` for the frozen values above, without calling ``__init__`` when every
+    field is given (a frozen ``__init__`` sets each field through ``object.__setattr__``)."""
+    names = _plain_fields(cls)
+    if names is None or len(values) != len(names) or not names.issuperset(values):
+        return cls(**values)
+    new = object.__new__(cls)
+    new.__dict__.update(values)
+    return new
+
+
 def evolve(value: Any, **changes: Any) -> Any:
     """``dataclasses.replace`` for the frozen values above, without calling ``__init__``.
 
@@ -153,10 +172,7 @@ def evolve(value: Any, **changes: Any) -> Any:
     ``replace`` does; any other goes through ``replace``. An unknown field is still an error.
     """
     cls = type(value)
-    if cls not in _FIELD_NAMES:
-        plain = not hasattr(cls, "__post_init__") and all(f.init for f in fields(cls))
-        _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls)) if plain else None
-    names = _FIELD_NAMES[cls]
+    names = _plain_fields(cls)
     if names is None:
         return replace(value, **changes)
     if not names.issuperset(changes):

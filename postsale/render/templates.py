@@ -48,6 +48,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*$"
 _TAGS = re.compile(r"<[^>]*>")
 # Remote stylesheets would make rendering fetch from the network: never.
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+_MAX_ASKED = 4096                          # (template, locale) pairs remembered per renderer
+# ``Category(x).value`` for a member or its value, without the enum call
+_CATEGORY_VALUES = {**{c: c.value for c in Category}, **{c.value: c.value for c in Category}}
 
 
 class TemplateRenderError(RenderError):
@@ -76,6 +79,24 @@ def _context(template: Template, flat_globals: dict[str, Any], scope: dict[str, 
     return template.new_context({**flat_globals, **scope}, shared=True)
 
 
+def _keep_loaded(env: Any) -> None:
+    """Every render of a template that ``{% extends %}`` the layout asks the environment for the
+    layout again: with ``auto_reload`` off, Jinja answers from its LRU cache (a lock, a weak
+    reference, a queue update). Asked by name, with no extra globals, the answer is kept here."""
+    loaded: dict[tuple[str, str | None], Template] = {}
+    get = env.get_template
+
+    def get_template(name: Any, parent: str | None = None, globals: Any = None) -> Template:  # noqa: A002
+        if globals is not None or type(name) is not str:
+            return get(name, parent, globals)
+        template = loaded.get((name, parent))
+        if template is None:
+            template = loaded[(name, parent)] = get(name, parent)
+        return template
+
+    env.get_template = get_template
+
+
 def locale_candidates(locale: str | None) -> list[str]:
     """``it-ch`` → ``["it-ch", "it"]``: most specific first; the base file comes after."""
     if not locale:
@@ -99,9 +120,18 @@ _BREAKERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029], " 
 
 
 def _one_line(text: str) -> str:
-    """Header-safe text from a rendered block: no tags, no entities, no control characters."""
-    text = htmllib.unescape(_TAGS.sub("", text))
-    return " ".join(text.translate(_BREAKERS).split())
+    """Header-safe text from a rendered block: no tags, no entities, no control characters.
+
+    Each step is skipped where it has nothing to do (it runs twice on every render): no ``<``,
+    no tag; no ``&``, no reference; printable text holds no Cc, Zl or Zp character.
+    """
+    if "<" in text:
+        text = _TAGS.sub("", text)
+    if "&" in text:
+        text = htmllib.unescape(text)
+    if not text.isprintable():
+        text = text.translate(_BREAKERS)
+    return " ".join(text.split())
 
 
 def _mail_domain(sender: str) -> str:
@@ -122,7 +152,11 @@ class TemplateRenderer:
         for env in (self._html_env, self._text_env):
             env.auto_reload = False
             env.filters["and_list"] = and_list
+            _keep_loaded(env)
         self._cache: dict[tuple[str, str | None], _Compiled] = {}
+        # ... and by the locale asked for: one lookup per render instead of working out the
+        # variant again (bounded: locales come from customers' data).
+        self._by_locale: dict[tuple[str, str | None], _Compiled] = {}
         self._variants: dict[str, dict[str, str]] = {}    # template -> {lowercase locale: suffix}
         # Inlining and the text part, once per shape of a template's output (skeleton.py).
         self.skeletons = SkeletonCache(_INLINER.inline, html_to_text)
@@ -166,10 +200,15 @@ class TemplateRenderer:
         Keyed by the variant that wins, not by the locale asked for: customers' locales are
         many, a template's variants few.
         """
-        key = (template, self._variant(template, locale))
-        compiled = self._cache.get(key)
+        asked = (template, locale)
+        compiled = self._by_locale.get(asked)
         if compiled is None:
-            compiled = self._cache[key] = self._load(*key)
+            key = (template, self._variant(template, locale))
+            compiled = self._cache.get(key)
+            if compiled is None:
+                compiled = self._cache[key] = self._load(*key)
+            if len(self._by_locale) < _MAX_ASKED:
+                self._by_locale[asked] = compiled
         return compiled
 
     def file_of(self, name: str) -> str:
@@ -223,7 +262,7 @@ class TemplateRenderer:
             "unsubscribe_url": unsubscribe,
             "preferences_url": self.links.preferences_url(request.customer_id, request.message_id),
             "policy": self._policy_scope,
-            "category": Category(request.category).value,
+            "category": _CATEGORY_VALUES.get(request.category) or Category(request.category).value,
             "lang": lang,
         }
 

@@ -230,7 +230,16 @@ def _close_link(out: list, href: str, start: int, lazy: bool = False) -> None:
 
 def link_suffix(text: str, href: str) -> str:
     """What follows a link's text: its URL in brackets, or the URL alone for a link without text."""
-    label = SPACES.sub(" ", text).strip()
+    return label_suffix(link_label(text), href)
+
+
+def link_label(text: str) -> str:
+    """A link's text as ``link_suffix`` compares it with the URL."""
+    return SPACES.sub(" ", text).strip()
+
+
+def label_suffix(label: str, href: str) -> str:
+    """``link_suffix`` for a label already through ``link_label`` (a fixed one: worked out once)."""
     target = href.strip()
     if target.lower().startswith("mailto:"):
         target = target[7:].split("?", 1)[0]

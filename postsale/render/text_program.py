@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from typing import Sequence, Union
 
 from postsale.render.text import (ATTR_MARK, END_MARK, SPACES, TEXT_MARK, Link, UnsafeSkeleton,
-                                  convert_skeleton, finish, link_suffix)
+                                  convert_skeleton, finish, label_suffix, link_label, link_suffix)
 
 _SLOT = re.compile("([\ue000\ue002])([0-9]+) \ue001")
+
+
+def collapsed(value: str) -> str:
+    """``SPACES.sub(" ", value)``, skipped for a value with no tab, line break or double space."""
+    if value.isprintable() and "  " not in value:
+        return value
+    return SPACES.sub(" ", value)
 
 
 def decode(value: str) -> str:
@@ -62,25 +69,45 @@ class _Finished:
     slots: list[tuple[bool, int]]  # (is a link, value or link index) for each None
     links: list[tuple[str, str]]   # (text, href with ``\ue002`` placeholders)
 
+    def __post_init__(self) -> None:
+        # Per link, worked out once: its label as link_suffix compares it, and its href split
+        # at the placeholders (even positions: text; odd: value indexes), or None if fixed.
+        self._links = [(link_label(label), _href_parts(href)) for label, href in self.links]
+
     def render(self, values: Sequence[str]) -> str | None:
         fills = []
         for is_link, i in self.slots:
             if is_link:
-                label, href = self.links[i]
-                if ATTR_MARK in href:
-                    href = _SLOT.sub(lambda m: decode(values[int(m[2])]), href)
-                suffix = link_suffix(label, href)
+                label, parts = self._links[i]
+                if parts is None:
+                    href = self.links[i][1]
+                else:
+                    filled = parts.copy()
+                    filled[1::2] = [decode(values[k]) for k in parts[1::2]]
+                    href = "".join(filled)
+                suffix = label_suffix(label, href)
                 if "\n" in suffix:
                     return None
                 fills.append(suffix)
             else:
-                fills.append(SPACES.sub(" ", decode(values[i])))
+                fills.append(collapsed(decode(values[i])))
         out = self.pieces.copy()
         out[1::2] = fills
         text = "".join(out)
         if "\n--\n" in text or text.startswith("--\n"):
             return None          # a value made a separator line: finish would rewrite it
         return text
+
+
+def _href_parts(href: str) -> list | None:
+    """``href`` cut at its value placeholders: [text, index, text, ...]; None if it has none."""
+    if ATTR_MARK not in href:
+        return None
+    parts = _SLOT.split(href)            # text, mark, index, text, mark, index, text ...
+    out: list = [parts[0]]
+    for i in range(1, len(parts), 3):
+        out += [int(parts[i + 1]), parts[i + 2]]
+    return out
 
 
 def _prefinish(pieces: list) -> _Finished | None:

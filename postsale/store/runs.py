@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from postsale.engine.types import (Alerted, Exited, Held, Outcome, RunState, RunStatus, Sent, Skipped,
-                                   StartJourney, Suppressed)
+                                   StartJourney, Suppressed, make)
 
 _CONTEXT_TIMES = ("wait_until", "due_since", "last_event_at")
 _UTC = timezone.utc
@@ -35,16 +35,26 @@ def aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=_UTC)
 
 
+_STATUSES = {status.value: status for status in RunStatus}
+
+
 def to_state(row: Any) -> RunState:
-    """The engine's view of a run: ``row`` is a ``Run`` or a Core row with the same columns."""
+    """The engine's view of a run: ``row`` is a ``Run`` or a Core row with the same columns.
+
+    Dispatch calls this for every due run: the status is looked up, not constructed, and the
+    ``RunState`` is made with every field given, without its frozen ``__init__`` (``make``).
+    """
     ctx = row.context or {}
-    return RunState(
-        run_id=row.id, journey_id=row.journey_id, customer_id=row.customer_id,
-        entered_at=aware(row.entered_at), step_index=row.step_index, status=RunStatus(row.status),
-        next_run_at=aware(row.next_run_at), trigger=ctx.get("trigger") or {},
-        answers=ctx.get("answers") or {}, waited=ctx.get("waited"), wake_event=ctx.get("wake_event"),
-        wait_until=_parse(ctx.get("wait_until")), due_since=_parse(ctx.get("due_since")),
-        last_event_at=_parse(ctx.get("last_event_at")))
+    get = ctx.get
+    status = row.status
+    return make(
+        RunState, run_id=row.id, journey_id=row.journey_id, customer_id=row.customer_id,
+        entered_at=aware(row.entered_at), step_index=row.step_index,
+        status=_STATUSES[status] if status in _STATUSES else RunStatus(status),
+        next_run_at=aware(row.next_run_at), trigger=get("trigger") or {},
+        answers=get("answers") or {}, waited=get("waited"), wake_event=get("wake_event"),
+        wait_until=_parse(get("wait_until")), due_since=_parse(get("due_since")),
+        last_event_at=_parse(get("last_event_at")))
 
 
 def context_of(state: RunState) -> dict[str, Any]:

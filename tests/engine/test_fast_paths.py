@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from postsale.engine import message_id_for
 from postsale.engine.caps import earliest_send
 from postsale.engine.steps import _MESSAGE_NS, zone
-from postsale.engine.types import RunStatus, evolve
+from postsale.engine.types import RunState, RunStatus, evolve, make
 from postsale.spec.model import Category
 from tests.factories import T0, cap, make_customer_state, make_policy, make_run, sent_record
 
@@ -48,6 +48,21 @@ def test_evolve_runs_post_init_where_a_dataclass_has_one():
     assert evolve(Checked(1), n=2) == Checked(2)
     with pytest.raises(ValueError):
         evolve(Checked(1), n=-1)
+
+
+def test_make_gives_what_the_constructor_gives():
+    fields = dict(run_id="r", journey_id="j", customer_id="c", entered_at=T0, step_index=2,
+                  status=RunStatus.waiting, next_run_at=T0 + timedelta(days=1), trigger={"id": "e"},
+                  answers={}, waited=None, wake_event=None, wait_until=T0, due_since=None, last_event_at=None)
+    made = make(RunState, **fields)
+    assert made == RunState(**fields) and type(made) is RunState
+    assert repr(made) == repr(RunState(**fields))
+    with pytest.raises(AttributeError):        # still frozen
+        made.step_index = 4                     # type: ignore[misc]
+    # Fewer fields (defaults to fill) or a wrong one: the constructor decides, as always.
+    assert make(RunState, run_id="r", journey_id="j", customer_id="c", entered_at=T0) == RunState("r", "j", "c", T0)
+    with pytest.raises(TypeError):
+        make(RunState, **{**fields, "step": 1})
 
 
 def test_evolve_refuses_a_field_the_value_does_not_have():

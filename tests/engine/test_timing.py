@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -168,3 +168,65 @@ def test_wall_instants_counts_one_two_or_the_gap_end():
     assert wall_instants(date(2026, 11, 1), time(1, 30), NY) == [at(2026, 11, 1, 5, 30),
                                                                  at(2026, 11, 1, 6, 30)]
     assert wall_instants(date(2026, 3, 8), time(2, 0), NY) == [at(2026, 3, 8, 7)]
+
+
+# ---------------------------------------------------------------- the memo
+
+SWEEP_ZONES = [NY, ROME, "Australia/Sydney", "Australia/Lord_Howe", "America/St_Johns", "Asia/Kolkata",
+               "Pacific/Apia", "UTC"]
+# Each zone's 2026 changes (Apia: none since 2021; Kolkata and UTC: none at all).
+SWEEP_DAYS = [date(2026, 3, 8), date(2026, 11, 1), date(2026, 3, 29), date(2026, 10, 25),
+              date(2026, 4, 5), date(2026, 10, 4), date(2026, 6, 15)]
+WINDOWS = [NIGHT, quiet("22:00", "02:30"), quiet("21:00", "01:30"), quiet("13:00", "15:00"),
+           quiet("01:30", "03:00"), None]
+AT_TIMES = [time(10, 0), time(2, 30), time(1, 30), time(0, 0), time(23, 59, 59)]
+
+
+def _sweep():
+    """Instants every 37 minutes over two days around each change: odd steps hit every minute."""
+    for day in SWEEP_DAYS:
+        start = at(day.year, day.month, day.day) - timedelta(days=1)
+        for n in range(0, 3 * 24 * 60, 37):
+            yield start + timedelta(minutes=n)
+
+
+@pytest.mark.parametrize("tz", SWEEP_ZONES)
+def test_memoized_answers_are_the_worked_out_ones(tz):
+    from postsale.timing import _next_wall_time, _quiet_hours_end
+    zone_ = ZoneInfo(tz)
+    for instant in _sweep():
+        for window in WINDOWS:
+            expected = _quiet_hours_end(instant, zone_, window)
+            assert quiet_hours_end(instant, tz, window) == expected
+            assert quiet_hours_end(instant, zone_, window) == expected      # now from the memo
+        for at_ in AT_TIMES:
+            expected = _next_wall_time(instant, at_, zone_)
+            assert next_wall_time(instant, at_, tz) == expected
+            assert next_wall_time(instant, at_, zone_) == expected
+
+
+@pytest.mark.parametrize("tz", [NY, ROME])
+def test_the_memo_tells_the_two_occurrences_of_an_ambiguous_time_apart(tz):
+    """01:30 fold=0 and fold=1 in one zone compare and hash equal, an hour apart: keyed in UTC."""
+    from postsale.timing import _next_wall_time, _quiet_hours_end
+    zone_ = ZoneInfo(tz)
+    day = date(2026, 11, 1) if tz == NY else date(2026, 10, 25)
+    wall = datetime.combine(day, time(1, 30) if tz == NY else time(2, 30)).replace(tzinfo=zone_)
+    first, second = wall.replace(fold=0), wall.replace(fold=1)
+    assert first == second and first.astimezone(UTC) != second.astimezone(UTC)
+    for window in WINDOWS:
+        for instant in (first, second, first, second):
+            assert quiet_hours_end(instant, tz, window) == _quiet_hours_end(instant, zone_, window)
+    for at_ in AT_TIMES:
+        for instant in (first, second, first, second):
+            assert next_wall_time(instant, at_, tz) == _next_wall_time(instant, at_, zone_)
+
+
+def test_the_memo_answers_in_utc_and_refuses_naive_instants():
+    instant = at(2026, 11, 23, 12)
+    assert quiet_hours_end(instant, ROME, NIGHT).tzinfo is UTC
+    assert next_wall_time(instant.astimezone(ZoneInfo(ROME)), time(10, 0), ROME).tzinfo is UTC
+    with pytest.raises(ValueError):
+        next_wall_time(instant.replace(tzinfo=None), time(10, 0), ROME)
+    with pytest.raises(ValueError):
+        quiet_hours_end(instant.replace(tzinfo=None), ROME, NIGHT)

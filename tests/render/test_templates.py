@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postsale.errors import RenderError
 from postsale.render.templates import TemplateRenderError, and_list, locale_candidates
@@ -252,3 +254,12 @@ def test_event_data_with_line_breaks_cannot_inject_headers(make_renderer):
     parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
     assert parsed["Bcc"] is None
     assert parsed["Subject"] == "Re: Lid Bcc: victim@example.com body"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(" \t\n\x00\x1f\x7f\x85\xa0\u2028\u2029\u200bab<>/&;#x41amp"), max_size=40))
+def test_one_line_skips_only_steps_with_nothing_to_do(text):
+    import html
+
+    from postsale.render.templates import _BREAKERS, _TAGS, _one_line
+    assert _one_line(text) == " ".join(html.unescape(_TAGS.sub("", text)).translate(_BREAKERS).split())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from postsale.render.text import html_to_text, split_footer
 
 
@@ -39,3 +42,11 @@ def test_footer_follows_a_signature_line():
     assert text == "Message\n\n-- \nAddress\n"
     assert split_footer(text) == ("Message\n\n", "Address\n")
     assert split_footer("no footer\n") == ("no footer\n", "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(" \t\n\r\f\v\xa0\u2028ab&;<>é"), max_size=30))
+def test_collapsed_is_the_converter_collapsing_spaces(value):
+    from postsale.render.text import SPACES
+    from postsale.render.text_program import collapsed
+    assert collapsed(value) == SPACES.sub(" ", value)
