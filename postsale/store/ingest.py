@@ -46,7 +46,7 @@ from postsale.spec.model import Journey
 from postsale.store.context import Context
 from postsale.store.ingest_state import UNFINISHED, BatchState, timeline
 from postsale.store.runs import aware, context_of, to_state
-from postsale.store.sql import email_hash, insert_ignore, insert_new, is_retryable, upsert_touch
+from postsale.store.sql import email_hash, insert_ignore, is_retryable
 
 log = logging.getLogger("postsale.ingest")
 
@@ -106,9 +106,9 @@ def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     result = IngestResult()
     now = ctx.clock.now()
     with Session(ctx.engine) as session:
-        new = _store(session, events, now)
-        fresh = [e for e in events if e.id in new]
         state = BatchState(session, now)
+        new = _store(state, events, now)
+        fresh = [e for e in events if e.id in new]
         _lock_customers(state, fresh, now)
         batch = _Batch(ctx, state, result)
         state.load_runs(state.customers)
@@ -125,28 +125,25 @@ def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     return result
 
 
-def _store(session: Session, events: list[Event], now: datetime) -> set[str]:
+def _store(state: BatchState, events: list[Event], now: datetime) -> set[str]:
     """Insert the events (key order); the ids that were new to the database."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, tuple] = {}
     for event in events:
-        rows.setdefault(event.id, {
-            "id": event.id, "type": event.type, "occurred_at": event.occurred_at, "received_at": now,
-            "customer_id": event.customer.id if event.customer else None, "data": event.data,
-            "customer_snapshot": event.customer.scope() if event.customer else None})
-    return set(insert_new(session, EventRow, [rows[key] for key in sorted(rows)], ["id"]))
+        if event.id not in rows:
+            c = event.customer
+            rows[event.id] = (event.id, event.type, event.occurred_at, now, c.id if c else None, event.data,
+                              c.scope() if c else None)
+    return state.store_events([rows[key] for key in sorted(rows)])
 
 
 def _lock_customers(state: BatchState, events: list[Event], now: datetime) -> None:
     """Create the customers that are new, lock every customer of the batch until commit, read them."""
-    first: dict[str, dict[str, Any]] = {}
+    first: dict[str, tuple] = {}
     for event in events:
         c = event.customer
         if c is not None and c.id not in first:
-            first[c.id] = {"id": c.id, "email": c.email, "name": c.name, "timezone": c.timezone,
-                           "locale": c.locale, "attributes": dict(c.attributes), "open_tickets": 0,
-                           "created_at": now, "updated_at": now}
-    upsert_touch(state.session, CustomerRow, list(first.values()), touch="updated_at")
-    state.load_customers(list(first))
+            first[c.id] = (c.id, c.email, c.name, c.timezone, c.locale, dict(c.attributes), 0, now, now)
+    state.lock_customers([first[key] for key in sorted(first)])
 
 
 # ---------------------------------------------------------------- effects of one event
