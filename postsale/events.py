@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -66,14 +67,18 @@ class Event:
     def is_broadcast(self) -> bool:
         return self.type in BROADCAST_TYPES
 
+    @cached_property
+    def occurred_iso(self) -> str:
+        """``occurred_at.isoformat()``, once (every scope and run started carries it)."""
+        return self.occurred_at.isoformat()
+
     def scope(self) -> dict[str, Any]:
         """The ``event`` name of expressions and templates."""
-        return {"id": self.id, "type": self.type, "occurred_at": self.occurred_at.isoformat(),
-                "data": self.data}
+        return {"id": self.id, "type": self.type, "occurred_at": self.occurred_iso, "data": self.data}
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "type": self.type,
-                               "occurred_at": self.occurred_at.isoformat(), "data": self.data}
+        out: dict[str, Any] = {"id": self.id, "type": self.type, "occurred_at": self.occurred_iso,
+                               "data": self.data}
         if self.customer:
             out["customer"] = self.customer.scope()
         return out

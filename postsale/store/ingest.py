@@ -23,6 +23,7 @@ the end. ``enroll`` and ``end_run`` are the same rules for a caller holding ORM 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections import defaultdict
@@ -51,6 +52,7 @@ from postsale.store.sql import email_hash, insert_ignore, is_retryable
 log = logging.getLogger("postsale.ingest")
 
 _RUN_NS = uuid.UUID("6f1c1a43-4a0e-4d1b-9a1e-5d3b2c0f7e11")
+_RUN_NS_BYTES = _RUN_NS.bytes
 ATTEMPTS = 3   # a batch PostgreSQL aborted to break a deadlock is tried again, whole
 AUDIENCE_CHUNK = 10_000   # customers an incident's audience query locks at a time
 
@@ -289,7 +291,7 @@ class _Batch:
             for journey in journeys:
                 if journey.trigger.condition:
                     if scope is None:
-                        scope = {"customer": customer, "event": event.scope(), "data": event.data, "now": now,
+                        scope = {"customer": customer, "event": trigger, "data": event.data, "now": now,
                                  "answers": Answers(), "waited": None}
                     try:
                         if not truthy(journey.trigger.condition, {**scope, "journey": _journey_scope(journey)}):
@@ -412,7 +414,11 @@ def may_enter(journey: Journey, previous: list[tuple[str, datetime]], now: datet
 
 
 def _run_id(key: str) -> str:
-    return uuid.uuid5(_RUN_NS, key).hex
+    """``uuid.uuid5(_RUN_NS, key).hex``, without building the UUID object (a run id an event)."""
+    digest = bytearray(hashlib.sha1(_RUN_NS_BYTES + key.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50   # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80   # RFC 4122 variant
+    return digest.hex()
 
 
 def _new_run(journey: Journey, version_id: int, customer_id: str, run_id: str, *, trigger: dict[str, Any],

@@ -17,6 +17,7 @@ A changed run is written in the columns that changed, as the ORM would.
 from __future__ import annotations
 
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Iterable
 
 from models import Customer as CustomerRow
@@ -173,15 +174,14 @@ class BatchState:
         db, now = self.db, self.now
         changed = []
         for cid, row in self.customers.items():
-            values = tuple(row[name] for name in CUSTOMER_FIELDS)
+            values = _CUSTOMER_VALUES(row)
             if values != self._stored[cid]:
                 changed.append((*values, now, cid))
                 self._stored[cid] = values
         if changed:
             db.update(_CUSTOMERS, (*CUSTOMER_FIELDS, "updated_at"), changed)
         if self._new_runs:
-            db.insert(_RUNS, RUN_COLUMNS, [tuple(run[name] for name in RUN_COLUMNS) for run in self._new_runs],
-                      conflict=("id",))
+            db.insert(_RUNS, RUN_COLUMNS, list(map(_RUN_ROW, self._new_runs)), conflict=("id",))
         by_fields: dict[tuple[str, ...], list[tuple]] = {}
         for run, fields in self._changed_runs.values():
             names = tuple(sorted(fields))
@@ -189,20 +189,21 @@ class BatchState:
         for names, rows in by_fields.items():
             db.update(_RUNS, names, rows)
         if self._timeline:
-            db.insert(_TIMELINE, TIMELINE_COLUMNS,
-                      [tuple(row[name] for name in TIMELINE_COLUMNS) for row in self._timeline])
+            db.insert(_TIMELINE, TIMELINE_COLUMNS, list(map(_TIMELINE_ROW, self._timeline)))
         if self._purchases:
-            db.insert(_PURCHASES, PURCHASE_COLUMNS,
-                      [tuple(row[name] for name in PURCHASE_COLUMNS) for row in self._purchases],
+            db.insert(_PURCHASES, PURCHASE_COLUMNS, list(map(_PURCHASE_ROW, self._purchases)),
                       conflict=("event_id", "sku"))
         if self._suppressions:
-            db.insert(_SUPPRESSIONS, SUPPRESSION_COLUMNS,
-                      [tuple(row[name] for name in SUPPRESSION_COLUMNS) for row in self._suppressions.values()],
+            db.insert(_SUPPRESSIONS, SUPPRESSION_COLUMNS, list(map(_SUPPRESSION_ROW, self._suppressions.values())),
                       conflict=("email_hash",))
         self._new_runs, self._new_ids, self._changed_runs = [], set(), {}
         self._timeline, self._purchases, self._suppressions = [], [], {}
 
 
+# a dict's values in a statement's column order, as a tuple
+_RUN_ROW, _TIMELINE_ROW = itemgetter(*RUN_COLUMNS), itemgetter(*TIMELINE_COLUMNS)
+_PURCHASE_ROW, _SUPPRESSION_ROW = itemgetter(*PURCHASE_COLUMNS), itemgetter(*SUPPRESSION_COLUMNS)
+_CUSTOMER_VALUES = itemgetter(*CUSTOMER_FIELDS)
 _CUSTOMER_KEYS = ("id", *CUSTOMER_FIELDS)
 _CUSTOMER_READ = [None, *(_CUSTOMERS.c[name] for name in CUSTOMER_FIELDS)]
 _UNFINISHED_KEYS = (*_RUN_FIELDS, "context")
