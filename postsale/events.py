@@ -15,6 +15,8 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
+
 from postsale.errors import InvalidEvent
 
 KNOWN_TYPES = frozenset({
@@ -205,7 +207,7 @@ def decode_batch(text: str) -> list[Any]:
     if not stripped:
         return []
     try:
-        whole = json.loads(stripped)
+        whole = _loads(stripped)
     except RecursionError:                 # thousands of nested brackets: refused, not a crash
         return [_InvalidLine(1, "JSON nested too deeply")]
     except json.JSONDecodeError:
@@ -214,13 +216,23 @@ def decode_batch(text: str) -> list[Any]:
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
+                items.append(_loads(line))
             except json.JSONDecodeError as exc:
                 items.append(_InvalidLine(number, exc.msg))
             except RecursionError:
                 items.append(_InvalidLine(number, "JSON nested too deeply"))
         return items
     return whole if isinstance(whole, list) else [whole]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, through orjson when it can: several times faster on a batch, and what it
+    accepts it reads to the same values. What it refuses (NaN, out-of-range numbers, lone
+    surrogates, deep nesting, several documents) goes to ``json.loads``, which decides as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 @dataclass(frozen=True)
