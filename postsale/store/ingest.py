@@ -45,6 +45,7 @@ from postsale.events import (SUPPRESSING_TYPES, Event, Rejected, decode_batch, p
 from postsale.sandbox import Answers, truthy
 from postsale.spec.model import Journey
 from postsale.store.context import Context
+from postsale.store.gcpause import gc_paused
 from postsale.store.ingest_state import UNFINISHED, BatchState, timeline
 from postsale.store.runs import aware, context_of, to_state
 from postsale.store.sql import email_hash, insert_ignore, is_retryable
@@ -84,8 +85,9 @@ def ingest_text(ctx: Context, text: str) -> IngestResult:
 
 
 def ingest_items(ctx: Context, items: list[Any]) -> IngestResult:
-    good, bad = parse_batch(items)
-    result = ingest_events(ctx, [event for _, event in good])
+    with gc_paused():
+        good, bad = parse_batch(items)
+        result = ingest_events(ctx, [event for _, event in good])
     result.rejected = bad + result.rejected
     return result
 
@@ -95,7 +97,8 @@ def ingest_events(ctx: Context, events: Iterable[Event]) -> IngestResult:
     events = list(events)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _ingest(ctx, events)
+            with gc_paused():   # see postsale.store.gcpause
+                return _ingest(ctx, events)
         except DBAPIError as exc:
             if not is_retryable(exc) or attempt == ATTEMPTS:
                 raise
