@@ -29,7 +29,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -189,18 +189,49 @@ class _Batch:
                                                source=event.id, now=self.now))
         elif event.type == "survey.answered" and event.customer is not None:
             self._store_answers(event)
-        audience = None
+        if event.is_broadcast:
+            self._apply_broadcast(event)
+            return
+        assert event.customer is not None   # parse_event requires one but for incidents
+        unfinished = state.unfinished(event.customer.id)
+        if unfinished:
+            self._exit_runs(event, unfinished)
+            self._wake_waiting(event, unfinished)
+        self._start_triggered(event, [event.customer.scope()])
+
+    def _apply_broadcast(self, event: Event) -> None:
+        """An incident: its own customer's runs if it names one, else the runs of every purchaser
+        of its SKUs that it ends or wakes; and every purchaser enrolled where it triggers a journey.
+
+        The audience is worked on a chunk at a time (``_audience``: locked in key order, its runs
+        read), each chunk written and forgotten before the next, so that a hundred thousand
+        purchasers never sit in memory at once; all in the batch's one transaction. The timeline
+        rows of the runs started are written after the whole audience's exits, the order one pass
+        over the whole audience gives.
+        """
+        state = self.state
         if event.customer is not None:
-            unfinished = state.unfinished(event.customer.id)
-        elif event.is_broadcast:  # incident.resolved: every affected customer waiting for it
-            audience = self._audience(event)
-            concerned = [run for c in audience for run in state.unfinished(c["id"]) if self._concerns(run, event)]
-            unfinished = [run for run in state.contexts(concerned) if _same_incident(run, event)]
-        else:
-            unfinished = []
-        self._exit_runs(event, unfinished)
-        self._wake_waiting(event, unfinished)
-        self._start_triggered(event, audience)
+            own = state.unfinished(event.customer.id)
+            self._exit_runs(event, own)
+            self._wake_waiting(event, own)
+        journeys = self.triggers.get(event.type)
+        started: list[dict[str, Any]] = []
+        for audience in self._audience(event):
+            if event.customer is None:   # incident.resolved: every affected customer waiting for it
+                concerned = [run for c in audience for run in state.unfinished(c["id"]) if self._concerns(run, event)]
+                unfinished = [run for run in state.contexts(concerned) if _same_incident(run, event)]
+                self._exit_runs(event, unfinished)
+                self._wake_waiting(event, unfinished)
+            if journeys:
+                self._start_triggered(event, audience, add_timeline=started.append)
+            state.flush()
+            state.forget(c["id"] for c in audience)
+            for journey in journeys or ():
+                for c in audience:
+                    self._run_ids.pop(f"{event.id}/{journey.id}/{c['id']}", None)
+        for row in started:
+            state.add_timeline(row)
+        state.flush()
 
     def _concerns(self, run: dict[str, Any], event: Event) -> bool:
         """Whether the event can end or wake the run (what ``_exit_runs`` and ``_wake_waiting`` act on)."""
@@ -278,12 +309,14 @@ class _Batch:
 
     # ------------------------------------------------------------ starting runs
 
-    def _start_triggered(self, event: Event, audience: list[dict[str, Any]] | None) -> None:
+    def _start_triggered(self, event: Event, audience: list[dict[str, Any]],
+                         add_timeline: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Enroll the audience (customer scopes) where the event triggers a journey; the timeline
+        rows go to ``add_timeline`` (the batch's by default)."""
         journeys = self.triggers.get(event.type)
         if not journeys:
             return
-        if audience is None:
-            audience = self._audience(event)
+        add_timeline = add_timeline or self.state.add_timeline
         if event.is_broadcast:
             self.state.check_run_ids(self._run_id(f"{event.id}/{journey.id}/{c['id']}")
                                      for c in audience for journey in journeys)
@@ -300,17 +333,18 @@ class _Batch:
                         if not truthy(journey.trigger.condition, {**scope, "journey": _journey_scope(journey)}):
                             continue
                     except ExpressionError as exc:
-                        self.state.add_timeline(timeline(now, customer["id"], journey.id, "skipped",
-                                                         reason=f"trigger condition failed: {exc}"))
+                        add_timeline(timeline(now, customer["id"], journey.id, "skipped",
+                                              reason=f"trigger condition failed: {exc}"))
                         continue
                 run_id = self._enter(journey, customer["id"], trigger=trigger,
-                                     key=f"{event.id}/{journey.id}/{customer['id']}", trigger_event_id=event.id)
+                                     key=f"{event.id}/{journey.id}/{customer['id']}", trigger_event_id=event.id,
+                                     add_timeline=add_timeline)
                 if run_id:
                     self.result.entered.append(run_id)
                     self.result.customers.add(customer["id"])
 
     def _enter(self, journey: Journey, customer_id: str, *, trigger: dict[str, Any], key: str,
-               trigger_event_id: str) -> str | None:
+               trigger_event_id: str, add_timeline: Callable[[dict[str, Any]], None]) -> str | None:
         """``enroll`` against the batch's view of the customer's runs."""
         version_id = self.ctx.versions.current_id(journey.id)
         if version_id is None or not may_enter(journey, self.state.previous(customer_id, journey.id), self.now):
@@ -320,14 +354,12 @@ class _Batch:
             return None
         self.state.add_run(_new_run(journey, version_id, customer_id, run_id, trigger=trigger, answers={},
                                     now=self.now, trigger_event_id=trigger_event_id))
-        self.state.add_timeline(timeline(self.now, customer_id, journey.id, "entered", run_id=run_id))
+        add_timeline(timeline(self.now, customer_id, journey.id, "entered", run_id=run_id))
         return run_id
 
-    def _audience(self, event: Event) -> list[dict[str, Any]]:
-        """The customers an event concerns: its own, or every purchaser of an incident's SKUs."""
-        if not event.is_broadcast:
-            assert event.customer is not None
-            return [event.customer.scope()]
+    def _audience(self, event: Event) -> Iterator[list[dict[str, Any]]]:
+        """Every purchaser of an incident's SKUs (customer scopes), in chunks of ``AUDIENCE_CHUNK``
+        in key order, each chunk locked and its runs read before it is yielded."""
         state = self.state
         state.flush()   # the purchases and customers this batch wrote so far are part of the audience
         query = select(Purchase.customer_id).where(Purchase.sku.in_(event.data["skus"]))
@@ -338,16 +370,15 @@ class _Batch:
         ids = sorted(set(state.session.scalars(query.distinct())))
         # each customer's lock is held while its runs are decided (in key order: see the docstring)
         table = CustomerRow.__table__
-        audience = []
         # In sorted chunks: key order is kept across them, and PostgreSQL takes at most 65,535
         # parameters a statement (an incident can reach a hundred thousand purchasers).
         for start in range(0, len(ids), AUDIENCE_CHUNK):
             rows = state.session.execute(select(table).where(table.c.id.in_(ids[start:start + AUDIENCE_CHUNK]),
                                                              table.c.email.is_not(None))
                                          .order_by(table.c.id).with_for_update())
-            audience += [customer_scope(row) for row in rows]
-        state.load_runs(c["id"] for c in audience)
-        return audience
+            audience = [customer_scope(row) for row in rows]
+            state.load_runs(c["id"] for c in audience)
+            yield audience
 
 
 def _merge_customer(row: dict[str, Any], event: Event) -> None:

@@ -132,6 +132,13 @@ class BatchState:
                 missing[run_id]["context"] = context
         return runs
 
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop the runs read for these customers, but those of the batch's own customers (what a
+        later event of the batch decides on); after a ``flush`` they are read again if needed."""
+        for cid in customer_ids:
+            if cid not in self.customers:
+                self._runs.pop(cid, None)
+
     def check_run_ids(self, ids: Iterable[str]) -> None:
         """Note which of these run ids exist already (a cause that started a run never starts another)."""
         todo = sorted(set(ids) - self.taken)
