@@ -33,6 +33,7 @@ _CUSTOMERS, _RUNS, _EVENTS = CustomerRow.__table__, Run.__table__, EventRow.__ta
 _TIMELINE, _PURCHASES, _SUPPRESSIONS = Timeline.__table__, Purchase.__table__, Suppression.__table__
 # What ingest may change: the rest of a customer's row is the upsert's, of a run the dispatcher's.
 CUSTOMER_FIELDS = ("email", "name", "timezone", "locale", "attributes", "open_tickets")
+WRITE_CHUNK = 10_000   # rows a statement writes where a batch can hold many more (incident fan-out)
 _SUMMARY = "finished"   # the status of a finished-runs summary: never written, never unfinished
 
 # The rows ingest writes, column by column (the tuples handed to the driver are in this order).
@@ -176,6 +177,12 @@ class BatchState:
 
     # ------------------------------------------------------------ writing
 
+    def insert_timeline(self, rows: list[tuple]) -> None:
+        """Write what is pending, then these timeline rows (tuples in ``TIMELINE_COLUMNS`` order)."""
+        self.flush()
+        for start in range(0, len(rows), WRITE_CHUNK):
+            self.db.insert(_TIMELINE, TIMELINE_COLUMNS, rows[start:start + WRITE_CHUNK])
+
     def flush(self) -> None:
         """Write everything changed since the last flush, one executemany a table."""
         db, now = self.db, self.now
@@ -196,7 +203,7 @@ class BatchState:
         for names, rows in by_fields.items():
             db.update(_RUNS, names, rows)
         if self._timeline:
-            db.insert(_TIMELINE, TIMELINE_COLUMNS, list(map(_TIMELINE_ROW, self._timeline)))
+            db.insert(_TIMELINE, TIMELINE_COLUMNS, list(map(TIMELINE_ROW, self._timeline)))
         if self._purchases:
             db.insert(_PURCHASES, PURCHASE_COLUMNS, list(map(_PURCHASE_ROW, self._purchases)),
                       conflict=("event_id", "sku"))
@@ -208,7 +215,7 @@ class BatchState:
 
 
 # a dict's values in a statement's column order, as a tuple
-_RUN_ROW, _TIMELINE_ROW = itemgetter(*RUN_COLUMNS), itemgetter(*TIMELINE_COLUMNS)
+_RUN_ROW, TIMELINE_ROW = itemgetter(*RUN_COLUMNS), itemgetter(*TIMELINE_COLUMNS)
 _PURCHASE_ROW, _SUPPRESSION_ROW = itemgetter(*PURCHASE_COLUMNS), itemgetter(*SUPPRESSION_COLUMNS)
 _CUSTOMER_VALUES = itemgetter(*CUSTOMER_FIELDS)
 _CUSTOMER_KEYS = ("id", *CUSTOMER_FIELDS)
