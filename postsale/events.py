@@ -11,8 +11,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
 
 from postsale.errors import InvalidEvent
 
@@ -66,14 +69,18 @@ class Event:
     def is_broadcast(self) -> bool:
         return self.type in BROADCAST_TYPES
 
+    @cached_property
+    def occurred_iso(self) -> str:
+        """``occurred_at.isoformat()``, once (every scope and run started carries it)."""
+        return self.occurred_at.isoformat()
+
     def scope(self) -> dict[str, Any]:
         """The ``event`` name of expressions and templates."""
-        return {"id": self.id, "type": self.type, "occurred_at": self.occurred_at.isoformat(),
-                "data": self.data}
+        return {"id": self.id, "type": self.type, "occurred_at": self.occurred_iso, "data": self.data}
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "type": self.type,
-                               "occurred_at": self.occurred_at.isoformat(), "data": self.data}
+        out: dict[str, Any] = {"id": self.id, "type": self.type, "occurred_at": self.occurred_iso,
+                               "data": self.data}
         if self.customer:
             out["customer"] = self.customer.scope()
         return out
@@ -200,7 +207,7 @@ def decode_batch(text: str) -> list[Any]:
     if not stripped:
         return []
     try:
-        whole = json.loads(stripped)
+        whole = _loads(stripped)
     except RecursionError:                 # thousands of nested brackets: refused, not a crash
         return [_InvalidLine(1, "JSON nested too deeply")]
     except json.JSONDecodeError:
@@ -209,13 +216,23 @@ def decode_batch(text: str) -> list[Any]:
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
+                items.append(_loads(line))
             except json.JSONDecodeError as exc:
                 items.append(_InvalidLine(number, exc.msg))
             except RecursionError:
                 items.append(_InvalidLine(number, "JSON nested too deeply"))
         return items
     return whole if isinstance(whole, list) else [whole]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, through orjson when it can: several times faster on a batch, and what it
+    accepts it reads to the same values. What it refuses (NaN, out-of-range numbers, lone
+    surrogates, deep nesting, several documents) goes to ``json.loads``, which decides as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 @dataclass(frozen=True)

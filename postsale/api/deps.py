@@ -144,19 +144,22 @@ def accept_items(svc: Services, items: list[Any]) -> tuple[IngestResult, list[di
     return accept_parsed(svc, *parse_batch(items))
 
 
-def accept_parsed(svc: Services, good: list[tuple[int, Event]], bad: list[Rejected]
+def accept_parsed(svc: Services, good: list[tuple[int, Event]], bad: list[Rejected], *, collect: bool = True
                   ) -> tuple[IngestResult, list[dict[str, Any]]]:
+    """``collect=False``: the accepted events are not wanted (no Prefect to hand them to), so
+    they are not turned back into JSON objects."""
     result = IngestResult(rejected=list(bad))
     accepted: list[dict[str, Any]] = []
     for start in range(0, len(good), INGEST_CHUNK):
         chunk = [event for _, event in good[start:start + INGEST_CHUNK]]
         with svc.dispatcher.writing():
             part = ingest_events(svc.ctx, chunk)
-        fresh = set(part.accepted)
-        for event in chunk:
-            if event.id in fresh:
-                fresh.discard(event.id)
-                accepted.append(event.to_json())
+        if collect:
+            fresh = set(part.accepted)
+            for event in chunk:
+                if event.id in fresh:
+                    fresh.discard(event.id)
+                    accepted.append(event.to_json())
         result.merge(part)
     result.rejected.sort(key=lambda r: r.index)
     svc.dispatcher.trigger(result.customers)

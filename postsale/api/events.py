@@ -9,6 +9,8 @@ whose runs changed are dispatched right after, in the dispatcher's worker thread
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
@@ -43,7 +45,7 @@ async def post_events(request: Request) -> JSONResponse:
         raise HTTPException(400, f"the body is empty: {_USAGE}")
     if not good and all(r.field == "json" for r in bad):
         raise HTTPException(400, f"the body is not JSON ({bad[0].reason}): {_USAGE}")
-    result, accepted = await run_in_threadpool(accept_parsed, svc, good, bad)
+    result, accepted = await run_in_threadpool(partial(accept_parsed, collect=svc.emit_prefect), svc, good, bad)
     task = BackgroundTask(emit_to_prefect, accepted) if svc.emit_prefect and accepted else None
     return JSONResponse(result.to_json(), status_code=202, background=task)
 

@@ -23,12 +23,13 @@ the end. ``enroll`` and ``end_run`` are the same rules for a caller holding ORM 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -44,13 +45,15 @@ from postsale.events import (SUPPRESSING_TYPES, Event, Rejected, decode_batch, p
 from postsale.sandbox import Answers, truthy
 from postsale.spec.model import Journey
 from postsale.store.context import Context
-from postsale.store.ingest_state import UNFINISHED, BatchState, timeline
+from postsale.store.gcpause import gc_paused
+from postsale.store.ingest_state import TIMELINE_ROW, UNFINISHED, BatchState, timeline
 from postsale.store.runs import aware, context_of, to_state
-from postsale.store.sql import email_hash, insert_ignore, insert_new, is_retryable, upsert_touch
+from postsale.store.sql import email_hash, insert_ignore, is_retryable
 
 log = logging.getLogger("postsale.ingest")
 
 _RUN_NS = uuid.UUID("6f1c1a43-4a0e-4d1b-9a1e-5d3b2c0f7e11")
+_RUN_NS_BYTES = _RUN_NS.bytes
 ATTEMPTS = 3   # a batch PostgreSQL aborted to break a deadlock is tried again, whole
 AUDIENCE_CHUNK = 10_000   # customers an incident's audience query locks at a time
 
@@ -82,8 +85,9 @@ def ingest_text(ctx: Context, text: str) -> IngestResult:
 
 
 def ingest_items(ctx: Context, items: list[Any]) -> IngestResult:
-    good, bad = parse_batch(items)
-    result = ingest_events(ctx, [event for _, event in good])
+    with gc_paused():
+        good, bad = parse_batch(items)
+        result = ingest_events(ctx, [event for _, event in good])
     result.rejected = bad + result.rejected
     return result
 
@@ -93,7 +97,8 @@ def ingest_events(ctx: Context, events: Iterable[Event]) -> IngestResult:
     events = list(events)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _ingest(ctx, events)
+            with gc_paused():   # see postsale.store.gcpause
+                return _ingest(ctx, events)
         except DBAPIError as exc:
             if not is_retryable(exc) or attempt == ATTEMPTS:
                 raise
@@ -106,9 +111,9 @@ def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     result = IngestResult()
     now = ctx.clock.now()
     with Session(ctx.engine) as session:
-        new = _store(session, events, now)
-        fresh = [e for e in events if e.id in new]
         state = BatchState(session, now)
+        new = _store(state, events, now)
+        fresh = [e for e in events if e.id in new]
         _lock_customers(state, fresh, now)
         batch = _Batch(ctx, state, result)
         state.load_runs(state.customers)
@@ -125,28 +130,25 @@ def _ingest(ctx: Context, events: list[Event]) -> IngestResult:
     return result
 
 
-def _store(session: Session, events: list[Event], now: datetime) -> set[str]:
+def _store(state: BatchState, events: list[Event], now: datetime) -> set[str]:
     """Insert the events (key order); the ids that were new to the database."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, tuple] = {}
     for event in events:
-        rows.setdefault(event.id, {
-            "id": event.id, "type": event.type, "occurred_at": event.occurred_at, "received_at": now,
-            "customer_id": event.customer.id if event.customer else None, "data": event.data,
-            "customer_snapshot": event.customer.scope() if event.customer else None})
-    return set(insert_new(session, EventRow, [rows[key] for key in sorted(rows)], ["id"]))
+        if event.id not in rows:
+            c = event.customer
+            rows[event.id] = (event.id, event.type, event.occurred_at, now, c.id if c else None, event.data,
+                              c.scope() if c else None)
+    return state.store_events([rows[key] for key in sorted(rows)])
 
 
 def _lock_customers(state: BatchState, events: list[Event], now: datetime) -> None:
     """Create the customers that are new, lock every customer of the batch until commit, read them."""
-    first: dict[str, dict[str, Any]] = {}
+    first: dict[str, tuple] = {}
     for event in events:
         c = event.customer
         if c is not None and c.id not in first:
-            first[c.id] = {"id": c.id, "email": c.email, "name": c.name, "timezone": c.timezone,
-                           "locale": c.locale, "attributes": dict(c.attributes), "open_tickets": 0,
-                           "created_at": now, "updated_at": now}
-    upsert_touch(state.session, CustomerRow, list(first.values()), touch="updated_at")
-    state.load_customers(list(first))
+            first[c.id] = (c.id, c.email, c.name, c.timezone, c.locale, dict(c.attributes), 0, now, now)
+    state.lock_customers([first[key] for key in sorted(first)])
 
 
 # ---------------------------------------------------------------- effects of one event
@@ -187,18 +189,47 @@ class _Batch:
                                                source=event.id, now=self.now))
         elif event.type == "survey.answered" and event.customer is not None:
             self._store_answers(event)
-        audience = None
+        if event.is_broadcast:
+            self._apply_broadcast(event)
+            return
+        assert event.customer is not None   # parse_event requires one but for incidents
+        unfinished = state.unfinished(event.customer.id)
+        if unfinished:
+            self._exit_runs(event, unfinished)
+            self._wake_waiting(event, unfinished)
+        self._start_triggered(event, [event.customer.scope()])
+
+    def _apply_broadcast(self, event: Event) -> None:
+        """An incident: its own customer's runs if it names one, else the runs of every purchaser
+        of its SKUs that it ends or wakes; and every purchaser enrolled where it triggers a journey.
+
+        The audience is worked on a chunk at a time (``_audience``: locked in key order, its runs
+        read), each chunk written and forgotten before the next, so that a hundred thousand
+        purchasers never sit in memory at once; all in the batch's one transaction. The timeline
+        rows of the runs started are written after the whole audience's exits, the order one pass
+        over the whole audience gives.
+        """
+        state = self.state
         if event.customer is not None:
-            unfinished = state.unfinished(event.customer.id)
-        elif event.is_broadcast:  # incident.resolved: every affected customer waiting for it
-            audience = self._audience(event)
-            concerned = [run for c in audience for run in state.unfinished(c["id"]) if self._concerns(run, event)]
-            unfinished = [run for run in state.contexts(concerned) if _same_incident(run, event)]
-        else:
-            unfinished = []
-        self._exit_runs(event, unfinished)
-        self._wake_waiting(event, unfinished)
-        self._start_triggered(event, audience)
+            own = state.unfinished(event.customer.id)
+            self._exit_runs(event, own)
+            self._wake_waiting(event, own)
+        journeys = self.triggers.get(event.type)
+        started: list[tuple] = []   # their timeline rows, as tuples (a third of a dict's memory)
+        for audience in self._audience(event):
+            if event.customer is None:   # incident.resolved: every affected customer waiting for it
+                concerned = [run for c in audience for run in state.unfinished(c["id"]) if self._concerns(run, event)]
+                unfinished = [run for run in state.contexts(concerned) if _same_incident(run, event)]
+                self._exit_runs(event, unfinished)
+                self._wake_waiting(event, unfinished)
+            if journeys:
+                self._start_triggered(event, audience, add_timeline=lambda row: started.append(TIMELINE_ROW(row)))
+            state.flush()
+            state.forget(c["id"] for c in audience)
+            for journey in journeys or ():
+                for c in audience:
+                    self._run_ids.pop(f"{event.id}/{journey.id}/{c['id']}", None)
+        state.insert_timeline(started)
 
     def _concerns(self, run: dict[str, Any], event: Event) -> bool:
         """Whether the event can end or wake the run (what ``_exit_runs`` and ``_wake_waiting`` act on)."""
@@ -276,12 +307,14 @@ class _Batch:
 
     # ------------------------------------------------------------ starting runs
 
-    def _start_triggered(self, event: Event, audience: list[dict[str, Any]] | None) -> None:
+    def _start_triggered(self, event: Event, audience: list[dict[str, Any]],
+                         add_timeline: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Enroll the audience (customer scopes) where the event triggers a journey; the timeline
+        rows go to ``add_timeline`` (the batch's by default)."""
         journeys = self.triggers.get(event.type)
         if not journeys:
             return
-        if audience is None:
-            audience = self._audience(event)
+        add_timeline = add_timeline or self.state.add_timeline
         if event.is_broadcast:
             self.state.check_run_ids(self._run_id(f"{event.id}/{journey.id}/{c['id']}")
                                      for c in audience for journey in journeys)
@@ -292,23 +325,24 @@ class _Batch:
             for journey in journeys:
                 if journey.trigger.condition:
                     if scope is None:
-                        scope = {"customer": customer, "event": event.scope(), "data": event.data, "now": now,
+                        scope = {"customer": customer, "event": trigger, "data": event.data, "now": now,
                                  "answers": Answers(), "waited": None}
                     try:
                         if not truthy(journey.trigger.condition, {**scope, "journey": _journey_scope(journey)}):
                             continue
                     except ExpressionError as exc:
-                        self.state.add_timeline(timeline(now, customer["id"], journey.id, "skipped",
-                                                         reason=f"trigger condition failed: {exc}"))
+                        add_timeline(timeline(now, customer["id"], journey.id, "skipped",
+                                              reason=f"trigger condition failed: {exc}"))
                         continue
                 run_id = self._enter(journey, customer["id"], trigger=trigger,
-                                     key=f"{event.id}/{journey.id}/{customer['id']}", trigger_event_id=event.id)
+                                     key=f"{event.id}/{journey.id}/{customer['id']}", trigger_event_id=event.id,
+                                     add_timeline=add_timeline)
                 if run_id:
                     self.result.entered.append(run_id)
                     self.result.customers.add(customer["id"])
 
     def _enter(self, journey: Journey, customer_id: str, *, trigger: dict[str, Any], key: str,
-               trigger_event_id: str) -> str | None:
+               trigger_event_id: str, add_timeline: Callable[[dict[str, Any]], None]) -> str | None:
         """``enroll`` against the batch's view of the customer's runs."""
         version_id = self.ctx.versions.current_id(journey.id)
         if version_id is None or not may_enter(journey, self.state.previous(customer_id, journey.id), self.now):
@@ -318,14 +352,12 @@ class _Batch:
             return None
         self.state.add_run(_new_run(journey, version_id, customer_id, run_id, trigger=trigger, answers={},
                                     now=self.now, trigger_event_id=trigger_event_id))
-        self.state.add_timeline(timeline(self.now, customer_id, journey.id, "entered", run_id=run_id))
+        add_timeline(timeline(self.now, customer_id, journey.id, "entered", run_id=run_id))
         return run_id
 
-    def _audience(self, event: Event) -> list[dict[str, Any]]:
-        """The customers an event concerns: its own, or every purchaser of an incident's SKUs."""
-        if not event.is_broadcast:
-            assert event.customer is not None
-            return [event.customer.scope()]
+    def _audience(self, event: Event) -> Iterator[list[dict[str, Any]]]:
+        """Every purchaser of an incident's SKUs (customer scopes), in chunks of ``AUDIENCE_CHUNK``
+        in key order, each chunk locked and its runs read before it is yielded."""
         state = self.state
         state.flush()   # the purchases and customers this batch wrote so far are part of the audience
         query = select(Purchase.customer_id).where(Purchase.sku.in_(event.data["skus"]))
@@ -336,16 +368,15 @@ class _Batch:
         ids = sorted(set(state.session.scalars(query.distinct())))
         # each customer's lock is held while its runs are decided (in key order: see the docstring)
         table = CustomerRow.__table__
-        audience = []
         # In sorted chunks: key order is kept across them, and PostgreSQL takes at most 65,535
         # parameters a statement (an incident can reach a hundred thousand purchasers).
         for start in range(0, len(ids), AUDIENCE_CHUNK):
             rows = state.session.execute(select(table).where(table.c.id.in_(ids[start:start + AUDIENCE_CHUNK]),
                                                              table.c.email.is_not(None))
                                          .order_by(table.c.id).with_for_update())
-            audience += [customer_scope(row) for row in rows]
-        state.load_runs(c["id"] for c in audience)
-        return audience
+            audience = [customer_scope(row) for row in rows]
+            state.load_runs(c["id"] for c in audience)
+            yield audience
 
 
 def _merge_customer(row: dict[str, Any], event: Event) -> None:
@@ -415,7 +446,11 @@ def may_enter(journey: Journey, previous: list[tuple[str, datetime]], now: datet
 
 
 def _run_id(key: str) -> str:
-    return uuid.uuid5(_RUN_NS, key).hex
+    """``uuid.uuid5(_RUN_NS, key).hex``, without building the UUID object (a run id an event)."""
+    digest = bytearray(hashlib.sha1(_RUN_NS_BYTES + key.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50   # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80   # RFC 4122 variant
+    return digest.hex()
 
 
 def _new_run(journey: Journey, version_id: int, customer_id: str, run_id: str, *, trigger: dict[str, Any],

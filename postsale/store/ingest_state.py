@@ -17,43 +17,48 @@ A changed run is written in the columns that changed, as the ORM would.
 from __future__ import annotations
 
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, case, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
-
 from models import Customer as CustomerRow
+from models import Event as EventRow
 from models import Purchase, Run, Suppression, Timeline
 from postsale.engine.types import RunStatus
+from postsale.store.driver import Driver
 from postsale.store.runs import aware
 
 UNFINISHED = (RunStatus.active.value, RunStatus.waiting.value, RunStatus.held.value)
-CHUNK = 1000   # ids an IN list carries (SQLite allows 32,766 parameters; keep statements small)
 
-_CUSTOMERS, _RUNS = CustomerRow.__table__, Run.__table__
+_CUSTOMERS, _RUNS, _EVENTS = CustomerRow.__table__, Run.__table__, EventRow.__table__
+_TIMELINE, _PURCHASES, _SUPPRESSIONS = Timeline.__table__, Purchase.__table__, Suppression.__table__
 # What ingest may change: the rest of a customer's row is the upsert's, of a run the dispatcher's.
 CUSTOMER_FIELDS = ("email", "name", "timezone", "locale", "attributes", "open_tickets")
-_RUN_COLUMNS = [_RUNS.c[name] for name in ("id", "customer_id", "journey_id", "version_id", "status",
-                                           "step_id", "waiting_for", "entered_at")]
+WRITE_CHUNK = 10_000   # rows a statement writes where a batch can hold many more (incident fan-out)
 _SUMMARY = "finished"   # the status of a finished-runs summary: never written, never unfinished
 
-# Built once: a statement built per call costs more than a small batch's whole query.
-_IDS = bindparam("ids", expanding=True)
-_SELECT_CUSTOMERS = select(_CUSTOMERS.c.id, *(_CUSTOMERS.c[name] for name in CUSTOMER_FIELDS)).where(
-    _CUSTOMERS.c.id.in_(_IDS))
-_SELECT_UNFINISHED = (
-    select(*_RUN_COLUMNS, case((_RUNS.c.status == RunStatus.waiting.value, _RUNS.c.context)).label("context"))
-    .where(_RUNS.c.customer_id.in_(_IDS), _RUNS.c.status.in_(UNFINISHED))
-    .order_by(_RUNS.c.customer_id, _RUNS.c.entered_at, _RUNS.c.id))
-_SELECT_FINISHED = (select(_RUNS.c.customer_id, _RUNS.c.journey_id, func.max(_RUNS.c.entered_at))
-                    .where(_RUNS.c.customer_id.in_(_IDS), _RUNS.c.status.not_in(UNFINISHED))
-                    .group_by(_RUNS.c.customer_id, _RUNS.c.journey_id))
-_SELECT_CONTEXTS = select(_RUNS.c.id, _RUNS.c.context).where(_RUNS.c.id.in_(_IDS))
-_SELECT_RUN_IDS = select(_RUNS.c.id).where(_RUNS.c.id.in_(_IDS))
-_UPDATE_CUSTOMER = _CUSTOMERS.update().where(_CUSTOMERS.c.id == bindparam("b_id"))
-_UPDATE_RUN = _RUNS.update().where(_RUNS.c.id == bindparam("b_id"))
-_INSERT_TIMELINE = insert(Timeline.__table__)
-_INSERT_IGNORE: dict[tuple[str, str], Any] = {}   # (dialect, table): built on first use
+# The rows ingest writes, column by column (the tuples handed to the driver are in this order).
+EVENT_COLUMNS = ("id", "type", "occurred_at", "received_at", "customer_id", "data", "customer_snapshot")
+CUSTOMER_COLUMNS = ("id", *CUSTOMER_FIELDS, "created_at", "updated_at")
+RUN_COLUMNS = ("id", "customer_id", "journey_id", "version_id", "touchpoint", "category", "status", "step_index",
+               "step_id", "next_run_at", "entered_at", "ended_at", "exit_reason", "waiting_for",
+               "trigger_event_id", "context", "updated_at")
+TIMELINE_COLUMNS = ("at", "customer_id", "journey_id", "run_id", "step_id", "action", "template", "subject", "reason")
+PURCHASE_COLUMNS = ("event_id", "customer_id", "sku", "purchased_at")
+SUPPRESSION_COLUMNS = ("email_hash", "reason", "scope", "source", "created_at")
+
+# The reads, as SQL both dialects speak (``{ids}``: see ``Driver.select_in``); the statuses are
+# the code's own constants.
+_IN_UNFINISHED = ", ".join(f"'{status}'" for status in UNFINISHED)
+_RUN_FIELDS = ("id", "customer_id", "journey_id", "version_id", "status", "step_id", "waiting_for", "entered_at")
+_SELECT_UNFINISHED = (f"SELECT {', '.join(_RUN_FIELDS)}, CASE WHEN status = '{RunStatus.waiting.value}' "
+                      f"THEN context END FROM runs WHERE customer_id {{ids}} AND status IN ({_IN_UNFINISHED}) "
+                      "ORDER BY customer_id, entered_at, id")
+_UNFINISHED_READ = [*(_RUNS.c[name] if name == "entered_at" else None for name in _RUN_FIELDS), _RUNS.c.context]
+_SELECT_FINISHED = ("SELECT customer_id, journey_id, max(entered_at) FROM runs WHERE customer_id {ids} "
+                    f"AND status NOT IN ({_IN_UNFINISHED}) GROUP BY customer_id, journey_id")
+_FINISHED_READ = [None, None, _RUNS.c.entered_at]
+_SELECT_CONTEXTS = "SELECT id, context FROM runs WHERE id {ids}"
+_SELECT_RUN_IDS = "SELECT id FROM runs WHERE id {ids}"
 
 
 def timeline(at: datetime, customer_id: str | None, journey_id: str | None, action: str, *,
@@ -63,24 +68,10 @@ def timeline(at: datetime, customer_id: str | None, journey_id: str | None, acti
             "step_id": step_id, "action": action, "template": None, "subject": None, "reason": reason}
 
 
-def _insert_ignore(session: Any, table: Any, conflict: list[str]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING without RETURNING: a plain executemany."""
-    name = session.get_bind().dialect.name
-    stmt = _INSERT_IGNORE.get((name, table.name))
-    if stmt is None:
-        dialect = postgresql if name == "postgresql" else sqlite
-        stmt = _INSERT_IGNORE[name, table.name] = dialect.insert(table).on_conflict_do_nothing(index_elements=conflict)
-    return stmt
-
-
-def _chunks(ids: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]
-
-
 class BatchState:
     def __init__(self, session: Any, now: datetime) -> None:
         self.session = session
+        self.db = Driver.of(session)
         self.now = now
         self.customers: dict[str, dict[str, Any]] = {}
         self._stored: dict[str, tuple] = {}            # customer fields as the database has them
@@ -93,42 +84,66 @@ class BatchState:
         self._purchases: list[dict[str, Any]] = []
         self._suppressions: dict[str, dict[str, Any]] = {}   # by email hash: the first one wins
 
-    # ------------------------------------------------------------ reading (locks held)
+    # ------------------------------------------------------------ storing and locking
 
-    def load_customers(self, ids: list[str]) -> None:
-        for chunk in _chunks(sorted(ids)):
-            for row in self.session.execute(_SELECT_CUSTOMERS, {"ids": chunk}):
-                values = row._asdict()
-                self.customers[values["id"]] = values
-                self._stored[values["id"]] = tuple(values[name] for name in CUSTOMER_FIELDS)
+    def store_events(self, rows: list[tuple]) -> set[str]:
+        """Insert the events (tuples in ``EVENT_COLUMNS`` order, one per id, in key order: their
+        unique index is locked in that order); the ids that were new to the database."""
+        db = self.db
+        written = db.insert_returning(_EVENTS, EVENT_COLUMNS, db.writer(_EVENTS, EVENT_COLUMNS)(rows),
+                                      conflict=("id",), returning=("id",))
+        return {row[0] for row in written}
+
+    def lock_customers(self, rows: list[tuple]) -> None:
+        """Create the customers that are new and lock every one until commit (``INSERT ... ON
+        CONFLICT DO UPDATE`` holds each row's lock, in the rows' key order), reading them as they
+        are (``RETURNING``: the row after the upsert, what a ``SELECT`` would read next)."""
+        db = self.db
+        written = db.insert_returning(_CUSTOMERS, CUSTOMER_COLUMNS, db.writer(_CUSTOMERS, CUSTOMER_COLUMNS)(rows),
+                                      conflict=("id",), update=("updated_at",), returning=("id", *CUSTOMER_FIELDS))
+        for values in db.reader(_CUSTOMER_READ)(written):
+            cid = values[0]
+            self.customers[cid] = dict(zip(_CUSTOMER_KEYS, values))
+            self._stored[cid] = tuple(values[1:])
+
+    # ------------------------------------------------------------ reading (locks held)
 
     def load_runs(self, customer_ids: Iterable[str]) -> None:
         """Read the runs of customers not read yet: unfinished ones to decide on, finished ones summed up."""
         ids = sorted({cid for cid in customer_ids if cid not in self._runs})
+        runs = self._runs
         for cid in ids:
-            self._runs[cid] = []
-        for chunk in _chunks(ids):
-            for row in self.session.execute(_SELECT_UNFINISHED, {"ids": chunk}):
-                run = row._asdict()
-                run["entered_at"] = aware(run["entered_at"])
-                if run["context"] is None and run["status"] != RunStatus.waiting.value:
-                    del run["context"]   # not read yet: see ``context``
-                self._runs[run["customer_id"]].append(run)
-            for cid, journey_id, last in self.session.execute(_SELECT_FINISHED, {"ids": chunk}):
-                self._runs[cid].append({"journey_id": journey_id, "status": _SUMMARY, "entered_at": aware(last)})
+            runs[cid] = []
+        db, waiting = self.db, RunStatus.waiting.value
+        for values in db.reader(_UNFINISHED_READ)(db.select_in(_SELECT_UNFINISHED, ids)):
+            run = dict(zip(_UNFINISHED_KEYS, values))
+            run["entered_at"] = aware(run["entered_at"])
+            if run["context"] is None and run["status"] != waiting:
+                del run["context"]   # not read yet: see ``context``
+            runs[run["customer_id"]].append(run)
+        for cid, journey_id, last in db.reader(_FINISHED_READ)(db.select_in(_SELECT_FINISHED, ids)):
+            runs[cid].append({"journey_id": journey_id, "status": _SUMMARY, "entered_at": aware(last)})
 
     def contexts(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The runs, each with its ``context`` read (one query for those that lack it)."""
         missing = {run["id"]: run for run in runs if "context" not in run}
-        for chunk in _chunks(sorted(missing)):
-            for run_id, context in self.session.execute(_SELECT_CONTEXTS, {"ids": chunk}):
+        if missing:
+            db = self.db
+            for run_id, context in db.reader(_CONTEXT_READ)(db.select_in(_SELECT_CONTEXTS, sorted(missing))):
                 missing[run_id]["context"] = context
         return runs
 
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop the runs read for these customers, but those of the batch's own customers (what a
+        later event of the batch decides on); after a ``flush`` they are read again if needed."""
+        for cid in customer_ids:
+            if cid not in self.customers:
+                self._runs.pop(cid, None)
+
     def check_run_ids(self, ids: Iterable[str]) -> None:
         """Note which of these run ids exist already (a cause that started a run never starts another)."""
-        for chunk in _chunks(sorted(set(ids) - self.taken)):
-            self.taken.update(self.session.scalars(_SELECT_RUN_IDS, {"ids": chunk}))
+        todo = sorted(set(ids) - self.taken)
+        self.taken.update(row[0] for row in self.db.select_in(_SELECT_RUN_IDS, todo))
 
     # ------------------------------------------------------------ the view events read and change
 
@@ -162,30 +177,48 @@ class BatchState:
 
     # ------------------------------------------------------------ writing
 
+    def insert_timeline(self, rows: list[tuple]) -> None:
+        """Write what is pending, then these timeline rows (tuples in ``TIMELINE_COLUMNS`` order)."""
+        self.flush()
+        for start in range(0, len(rows), WRITE_CHUNK):
+            self.db.insert(_TIMELINE, TIMELINE_COLUMNS, rows[start:start + WRITE_CHUNK])
+
     def flush(self) -> None:
-        """Write everything changed since the last flush, one statement a table."""
-        session = self.session
-        changed = [{"b_id": cid, **{name: row[name] for name in CUSTOMER_FIELDS}, "updated_at": self.now}
-                   for cid, row in self.customers.items()
-                   if tuple(row[name] for name in CUSTOMER_FIELDS) != self._stored[cid]]
+        """Write everything changed since the last flush, one executemany a table."""
+        db, now = self.db, self.now
+        changed = []
+        for cid, row in self.customers.items():
+            values = _CUSTOMER_VALUES(row)
+            if values != self._stored[cid]:
+                changed.append((*values, now, cid))
+                self._stored[cid] = values
         if changed:
-            session.execute(_UPDATE_CUSTOMER, changed)
-            for row in changed:
-                self._stored[row["b_id"]] = tuple(row[name] for name in CUSTOMER_FIELDS)
+            db.update(_CUSTOMERS, (*CUSTOMER_FIELDS, "updated_at"), changed)
         if self._new_runs:
-            session.execute(_insert_ignore(session, _RUNS, ["id"]), self._new_runs)
-        by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            db.insert(_RUNS, RUN_COLUMNS, list(map(_RUN_ROW, self._new_runs)), conflict=("id",))
+        by_fields: dict[tuple[str, ...], list[tuple]] = {}
         for run, fields in self._changed_runs.values():
             names = tuple(sorted(fields))
-            by_fields.setdefault(names, []).append({"b_id": run["id"], **{name: run[name] for name in names}})
-        for rows in by_fields.values():
-            session.execute(_UPDATE_RUN, rows)
+            by_fields.setdefault(names, []).append((*(run[name] for name in names), run["id"]))
+        for names, rows in by_fields.items():
+            db.update(_RUNS, names, rows)
         if self._timeline:
-            session.execute(_INSERT_TIMELINE, self._timeline)
+            db.insert(_TIMELINE, TIMELINE_COLUMNS, list(map(TIMELINE_ROW, self._timeline)))
         if self._purchases:
-            session.execute(_insert_ignore(session, Purchase.__table__, ["event_id", "sku"]), self._purchases)
+            db.insert(_PURCHASES, PURCHASE_COLUMNS, list(map(_PURCHASE_ROW, self._purchases)),
+                      conflict=("event_id", "sku"))
         if self._suppressions:
-            session.execute(_insert_ignore(session, Suppression.__table__, ["email_hash"]),
-                            list(self._suppressions.values()))
+            db.insert(_SUPPRESSIONS, SUPPRESSION_COLUMNS, list(map(_SUPPRESSION_ROW, self._suppressions.values())),
+                      conflict=("email_hash",))
         self._new_runs, self._new_ids, self._changed_runs = [], set(), {}
         self._timeline, self._purchases, self._suppressions = [], [], {}
+
+
+# a dict's values in a statement's column order, as a tuple
+_RUN_ROW, TIMELINE_ROW = itemgetter(*RUN_COLUMNS), itemgetter(*TIMELINE_COLUMNS)
+_PURCHASE_ROW, _SUPPRESSION_ROW = itemgetter(*PURCHASE_COLUMNS), itemgetter(*SUPPRESSION_COLUMNS)
+_CUSTOMER_VALUES = itemgetter(*CUSTOMER_FIELDS)
+_CUSTOMER_KEYS = ("id", *CUSTOMER_FIELDS)
+_CUSTOMER_READ = [None, *(_CUSTOMERS.c[name] for name in CUSTOMER_FIELDS)]
+_UNFINISHED_KEYS = (*_RUN_FIELDS, "context")
+_CONTEXT_READ = [None, _RUNS.c.context]

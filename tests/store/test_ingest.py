@@ -13,6 +13,8 @@ from postsale.store.dispatch import dispatch
 from postsale.store.ingest import ingest_events, ingest_items, ingest_text
 from postsale.store.sql import email_hash
 from tests.store.conftest import FIXTURE, T0
+
+ROOT = FIXTURE.parents[2]
 from tests.store.events import customer, event, order, raw
 
 
@@ -117,6 +119,44 @@ def test_an_incident_audience_larger_than_one_query_is_read_in_chunks(ctx, monke
     ingest_events(ctx, [order(f"o-{b}", T0 - timedelta(days=1), customer(b), skus=[("GRINDER-2", "kitchen")])
                         for b in buyers] + [event("inc-big", "incident.declared", T0, None, skus=["GRINDER-2"])])
     assert sorted(r.customer_id for r in runs(ctx, journey_id="incident")) == buyers
+
+
+def test_a_chunked_incident_leaves_later_events_of_the_batch_a_true_view(ctx, monkeypatch):
+    # The audience is worked on and forgotten a chunk at a time; the batch's own customers stay.
+    import postsale.store.ingest as ingest_module
+    monkeypatch.setattr(ingest_module, "AUDIENCE_CHUNK", 2)
+    buyers = [f"buyer-{i}" for i in range(5)]
+    result = ingest_events(ctx, [order(f"o-{b}", T0 - timedelta(days=1), customer(b), skus=[("GRINDER-2", "kitchen")])
+                                 for b in buyers]
+                           + [event("inc", "incident.declared", T0, None, skus=["GRINDER-2"]),
+                              event("refund", "order.refunded", T0 + timedelta(hours=1), customer("buyer-3"),
+                                    order_id="o-buyer-3"),
+                              order("o-again", T0 + timedelta(hours=2), customer("buyer-1"))])
+    assert sorted(r.customer_id for r in runs(ctx, journey_id="incident")) == buyers
+    assert {r.customer_id: r.status for r in runs(ctx, journey_id="post-purchase")} == {
+        **{b: "active" for b in buyers}, "buyer-3": "exited"}
+    assert len(result.entered) == 10   # five post-purchase runs, five incident runs; no second order run
+    with Session(ctx.engine) as s:
+        actions = [(t.journey_id, t.action, t.customer_id) for t in s.scalars(select(Timeline).order_by(Timeline.id))]
+    assert actions[5:] == [("incident", "entered", b) for b in buyers] + [("post-purchase", "exited", "buyer-3")]
+
+
+def test_a_resolution_in_chunks_wakes_every_purchaser_waiting_for_it(make_ctx, monkeypatch):
+    import postsale.store.ingest as ingest_module
+    ctx = make_ctx(journeys=ROOT / "journeys", templates=ROOT / "templates")
+    monkeypatch.setattr(ingest_module, "AUDIENCE_CHUNK", 2)
+    buyers = [f"buyer-{i}" for i in range(5)]
+    ingest_events(ctx, [order(f"o-{b}", T0 - timedelta(days=1), customer(b), skus=[("GRINDER-2", "kitchen")])
+                        for b in buyers] + [event("inc", "incident.declared", T0, None, skus=["GRINDER-2"],
+                                                  incident_id="INC-1", product="Grinder", title="t",
+                                                  description="d", action="a", advice="v")])
+    dispatch(ctx, customer_ids=buyers)
+    assert {r.status for r in runs(ctx, journey_id="incident-notice")} == {"waiting"}
+    ingest_events(ctx, [event("ok", "incident.resolved", T0 + timedelta(hours=1), None, skus=["GRINDER-2"],
+                              incident_id="INC-1")])
+    woken = runs(ctx, journey_id="incident-notice")
+    assert sorted(r.customer_id for r in woken if r.status == "active") == buyers
+    assert all(r.context["wake_event"]["id"] == "ok" for r in woken)
 
 
 def test_suppression_events_apply_at_once(ctx):
