@@ -125,14 +125,24 @@ def decide_batch(ctx: Any, jobs: Sequence[Job], journeys: Mapping[int, Journey |
     state = _state(ctx)
     workers = resolve_workers(workers)
     pool = _pool(ctx, state, workers) if workers > 1 and len(jobs) >= POOL_MIN_JOBS else None
-    if pool is None or not pool.ready():
+    # one batch at a time per pool (a worker's replies come in the order it was asked): a
+    # thread that finds it busy (flows run tasks in threads) decides its batch here
+    if pool is None or not pool.ready() or not pool.busy.acquire(blocking=False):
         return [state.decider.decide(jobs, journeys, now)]
+    try:
+        return _decide_shared(pool, state.decider, ctx.catalog, jobs, journeys, now)
+    finally:
+        pool.busy.release()
+
+
+def _decide_shared(pool: "_Pool", decider: Decider, catalog: Catalog, jobs: Sequence[Job],
+                   journeys: Mapping[int, Journey | None], now: datetime) -> list[Decided]:
     cuts = _cuts(len(jobs), pool.processes + 1)
-    refs = _refs(journeys, ctx.catalog)
+    refs = _refs(journeys, catalog)
     sent = [pool.submit(n, jobs[start:end], refs, now) for n, (start, end) in enumerate(cuts[:-1])]
     start, end = cuts[-1]
     try:
-        local = state.decider.decide(jobs[start:end], journeys, now)
+        local = decider.decide(jobs[start:end], journeys, now)
     finally:
         # every reply is read, even when this part failed: a worker's next part must not
         # be answered with this one's result
@@ -203,7 +213,12 @@ def _pool(ctx: Any, state: _State, workers: int) -> "_Pool | None":
     if pool is None:
         with _lock:
             if state.pool is None:
-                state.pool = _Pool(spec, workers - 1)
+                try:
+                    state.pool = _Pool(spec, workers - 1)
+                except OSError as exc:   # no interpreter to start, no processes left
+                    log.error("dispatch workers could not start, deciding in this process: %s", exc)
+                    state.disabled = True
+                    return None
                 weakref.finalize(ctx, state.pool.close)
             pool = state.pool
     return pool
@@ -216,8 +231,15 @@ class _Pool:
         self.processes = processes
         self.broken = False
         self.failed_start = False
-        self.workers = [_Worker(spec) for _ in range(processes)]
+        self.busy = threading.Lock()
         self._ready = False
+        self.workers: list[_Worker] = []
+        try:
+            for _ in range(processes):
+                self.workers.append(_Worker(spec))
+        except BaseException:
+            self.close()
+            raise
 
     def ready(self) -> bool:
         """Whether every worker has built its Decider (never waits)."""
@@ -316,14 +338,19 @@ class _Worker:
             return
         self._closed = True
         try:
-            self.proc.stdin.close()      # the worker exits at end of input
+            self.proc.stdin.close()      # a started worker exits at the end of its input
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self._started:
+            try:
+                self.proc.wait(timeout=1)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        # still importing, or stuck: it holds nothing (no database, no files), so a short
+        # run never waits for a worker it did not get to use
+        self.proc.kill()
+        self.proc.wait()
 
 
 _GONE = object()
