@@ -7,6 +7,7 @@ process, the rest here, and written in order in the dispatcher's transaction.
 from __future__ import annotations
 
 import shutil
+import sys
 from datetime import timedelta
 
 import pytest
@@ -179,3 +180,43 @@ def test_a_context_with_a_stand_in_renderer_decides_alone(ctx, parts):
     ctx.renderer = type(ctx.renderer)(FIXTURE / "templates", ctx.policy, ctx.links)
     assert not start_workers(ctx, 2)
     assert dispatch(ctx, workers=2).actions["sent"] == CUSTOMERS and not parts
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_with_a_killed_dispatcher(tmp_path):
+    """SIGKILL leaves a dispatcher no time to stop its workers: they go at the end of their input."""
+    import os
+    import signal
+    import subprocess
+    import time
+    script = (
+        "import sys, time\n"
+        "from postsale.clock import VirtualClock\n"
+        "from postsale.settings import DEV_SECRET\n"
+        "from postsale.store.context import Context\n"
+        "from postsale.store.workers import start_workers\n"
+        f"ctx = Context.build(database_url='sqlite:///{tmp_path}/k.db', journeys={str(FIXTURE / 'journeys')!r},\n"
+        f"                    templates={str(FIXTURE / 'templates')!r}, secret=DEV_SECRET)\n"
+        "assert start_workers(ctx, 2, timeout=120)\n"
+        "print(ctx._dispatch_state.pool.workers[0].proc.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    worker = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{worker}/stat") as stat:   # a zombie waits for init: gone all the same
+                if stat.read().split()[2] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the worker outlived its dispatcher")
