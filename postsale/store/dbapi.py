@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Dialect
