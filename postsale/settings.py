@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     sendgrid_webhook_max_age: float = Field(600.0, gt=0, alias="POSTSALE_SENDGRID_WEBHOOK_MAX_AGE")
     delivery_reconcile_after: float = Field(900.0, gt=0, alias="POSTSALE_DELIVERY_RECONCILE_AFTER")
     dispatch_batch_size: int = Field(500, alias="POSTSALE_DISPATCH_BATCH_SIZE")
+    # processes that decide (engine + render) a large dispatch batch: 0 = one per core, at most
+    # 4 (two on a two-core machine: the dispatcher and one worker); 1 = the dispatcher alone
+    dispatch_workers: int = Field(0, ge=0, alias="POSTSALE_DISPATCH_WORKERS")
     dispatch_interval_seconds: float = Field(5.0, alias="POSTSALE_DISPATCH_INTERVAL")
     shopify_secret: str | None = Field(None, alias="POSTSALE_SHOPIFY_SECRET")   # webhook HMAC key
     stripe_secret: str | None = Field(None, alias="POSTSALE_STRIPE_SECRET")     # whsec_... signing secret

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -19,6 +20,10 @@ from postsale.store.dispatch import dispatch as run_dispatch
 def dispatch(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     no_deliver: bool = typer.Option(False, "--no-deliver", help="Decide and queue only; leave delivery to another process."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0,
+        help="Processes that decide a large batch (0: one per core; 1: this one only). "
+             "Default: POSTSALE_DISPATCH_WORKERS."),
 ) -> None:
     """Advance every due customer once: decide, queue in the outbox, hand to the transport."""
     cfg = settings()
@@ -27,7 +32,7 @@ def dispatch(
         transport = None if no_deliver else make_transport(cfg)
     except ConfigError as exc:
         fail(str(exc))
-    report = run_dispatch(ctx)
+    report = run_dispatch(ctx, workers=workers)
     delivered = deliver(ctx, transport, reconcile_after=cfg.delivery_reconcile_after) if transport else None
     if as_json:
         out = report.to_json()

@@ -23,29 +23,29 @@ timeline, one for the outbox. ORM objects would cost more than the decisions the
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import bindparam
 from sqlmodel import Session
 
 from models import Customer as CustomerRow
 from models import Event as EventRow
 from models import Message, Run, Suppression, Timeline
-from postsale.engine import advance_customer, program_for
-from postsale.engine.types import (Alerted, CustomerState, Exited, Held, RunState, Sent,
-                                   SentRecord, Skipped, StartJourney, Suppressed)
-from postsale.events import Customer
-from postsale.spec.model import Category, Journey, Policy, WaitFor
+from postsale.spec.model import Journey, Policy
 from postsale.store.context import Context
+from postsale.store.dbapi import Statement, fetch_raw
+from postsale.store.decide import (CUSTOMER_COLUMNS, OUTBOX_COLUMNS, RUN_COLUMNS, RUN_ID_KEY, TIMELINE_COLUMNS,
+                                   Decided, Job)
 from postsale.store.ingest import UNFINISHED, enroll
-from postsale.store.runs import (aware, ended_values, outcome_values, state_values, timeline_values,
-                                 to_state)
-from postsale.store.sql import email_hash, insert_all_new
+from postsale.store.runs import aware
+from postsale.store.sql import dialect_insert, email_hash
+from postsale.store.workers import decide_batch
 
 log = logging.getLogger("postsale.dispatch")
 
@@ -79,11 +79,15 @@ def history_window(policy: Policy) -> timedelta:
 
 
 def dispatch(ctx: Context, *, customer_ids: Iterable[str] | None = None, max_batches: int | None = None,
-             on_batch: Callable[[DispatchReport], None] | None = None) -> DispatchReport:
+             on_batch: Callable[[DispatchReport], None] | None = None,
+             workers: int | None = None) -> DispatchReport:
     """Advance every due customer (or only ``customer_ids``) once, in batches.
 
-    ``on_batch`` is called with the running report after each batch commits.
+    ``on_batch`` is called with the running report after each batch commits. ``workers``
+    (default ``ctx.dispatch_workers``) is how many processes decide a large batch: this one
+    and ``workers - 1`` others (``postsale.store.workers``); 1 decides every batch here.
     """
+    workers = ctx.dispatch_workers if workers is None else workers
     report = DispatchReport()
     now = ctx.clock.now()
     only = sorted(set(customer_ids)) if customer_ids is not None else None
@@ -96,7 +100,7 @@ def dispatch(ctx: Context, *, customer_ids: Iterable[str] | None = None, max_bat
             if not batch:
                 break
             rounds.update(batch)
-            _dispatch_batch(session, ctx, batch, now, report)
+            _dispatch_batch(session, ctx, batch, now, report, workers)
             session.commit()
         report.batches += 1
         if on_batch is not None:
@@ -152,125 +156,69 @@ def _earliest_due(session: Session, now: datetime, limit: int, *, only: list[str
 
 _RUNS = Run.__table__
 _CUSTOMERS = CustomerRow.__table__
-# what deciding a run reads of it (a Core row: ORM objects cost more to load and to update)
-_RUN_COLUMNS = [_RUNS.c[name] for name in (
-    "id", "customer_id", "journey_id", "version_id", "status", "step_index", "step_id", "next_run_at",
-    "entered_at", "waiting_for", "trigger_event_id", "context")]
-_CUSTOMER_COLUMNS = [_CUSTOMERS.c[name] for name in (
-    "id", "email", "name", "timezone", "locale", "attributes", "open_tickets")]
-
-
-class _Writes:
-    """A batch's writes, gathered as plain rows and sent as one ``executemany`` per statement.
-
-    Run updates are grouped by the columns they set (an ``executemany`` sets the same columns in
-    every row); timeline rows keep the order the decisions were taken in (their ids are what
-    ``report`` and ``simulate`` order by).
-    """
-
-    def __init__(self) -> None:
-        self.runs: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        self.timeline: list[dict[str, Any]] = []
-        self.outbox: list[dict[str, Any]] = []
-
-    def run(self, run_id: str, values: dict[str, Any]) -> None:
-        values["run_id_"] = run_id
-        self.runs[tuple(values)].append(values)
-
-    def end(self, run: Row, now: datetime, reason: str) -> None:
-        """What ``postsale.store.ingest.end_run`` does to a run, as rows of this batch."""
-        self.run(run.id, ended_values(now, reason))
-        self.timeline.append(timeline_values(at=now, customer_id=run.customer_id, journey_id=run.journey_id,
-                                             run_id=run.id, step_id=run.step_id, action="exited",
-                                             reason=reason))
-
-    def flush(self, session: Session) -> None:
-        """Write the run updates and timeline rows gathered so far (the outbox waits for ``commit``)."""
-        for rows in self.runs.values():
-            session.execute(_UPDATE_RUN, rows)
-        if self.timeline:
-            session.execute(insert(Timeline.__table__), self.timeline)
-        self.runs.clear()
-        self.timeline.clear()
-
-    def write(self, session: Session) -> None:
-        self.flush(session)
-        insert_all_new(session, Message, self.outbox, ["run_id", "step_id"])
-        self.outbox.clear()
-
-
-# UPDATE runs SET <the columns each row's dict names> WHERE id = :run_id_
-_UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("run_id_"))
+_MESSAGES = Message.__table__
+_EVENTS = EventRow.__table__
+_RUN_COLUMNS = [_RUNS.c[name] for name in RUN_COLUMNS]
+_CUSTOMER_COLUMNS = [_CUSTOMERS.c[name] for name in CUSTOMER_COLUMNS]
 
 
 def _dispatch_batch(session: Session, ctx: Context, customer_ids: list[str], now: datetime,
-                    report: DispatchReport) -> None:
-    policy = ctx.policy
+                    report: DispatchReport, workers: int) -> None:
+    """Read the batch's rows, decide (``postsale.store.decide``), write, all in the caller's
+    transaction: the same rows whoever decides them."""
     conn = session.connection()
-    runs_by_customer: dict[str, list[Row]] = defaultdict(list)
-    for run in conn.execute(select(*_RUN_COLUMNS).where(_RUNS.c.customer_id.in_(customer_ids),
-                                                        _RUNS.c.next_run_at <= now,
-                                                        _RUNS.c.status.in_(UNFINISHED))):
-        runs_by_customer[run.customer_id].append(run)
-    customers = {row.id: row for row in conn.execute(select(*_CUSTOMER_COLUMNS)
-                                                     .where(_CUSTOMERS.c.id.in_(customer_ids)))}
-    history = _history(conn, customer_ids, now - history_window(policy))
-    hashes = {row.id: email_hash(row.email) for row in customers.values() if row.email}
+    jobs, journeys = _read(conn, ctx, customer_ids, now)
+    decided = decide_batch(ctx, jobs, journeys, now, workers)
+    writes = _Writes(conn.dialect)
+    for part in decided:
+        writes.add(session, ctx, part, now, report)
+    writes.write(conn)
+
+
+def _read(conn: Connection, ctx: Context, customer_ids: list[str], now: datetime
+          ) -> tuple[list[Job], dict[int, Journey | None]]:
+    """The batch's customers with due runs, as DBAPI rows, in ``customer_ids`` order, and the
+    journey version of each of their runs (None: the journey file was removed)."""
+    runs_by_customer: dict[str, list[tuple]] = defaultdict(list)
+    for run in fetch_raw(conn, select(*_RUN_COLUMNS).where(_RUNS.c.customer_id.in_(customer_ids),
+                                                           _RUNS.c.next_run_at <= now,
+                                                           _RUNS.c.status.in_(UNFINISHED))):
+        runs_by_customer[run[1]].append(run)
+    customers = {row[0]: row for row in fetch_raw(conn, select(*_CUSTOMER_COLUMNS)
+                                                  .where(_CUSTOMERS.c.id.in_(customer_ids)))}
+    history = _history(conn, customer_ids, now - history_window(ctx.policy))
+    hashes = {row[0]: email_hash(row[1]) for row in customers.values() if row[1]}
     suppressed = _suppressions(conn, list(hashes.values()))
     exit_events = _exit_events(conn, ctx, customer_ids)
-    writes = _Writes()
+    jobs: list[Job] = []
+    journeys: dict[int, Journey | None] = {}
     for customer_id in customer_ids:
         runs = runs_by_customer.get(customer_id)
         if not runs:
             continue
-        row = customers.get(customer_id)
-        report.customers += 1
-        reason, scope = suppressed.get(hashes.get(customer_id), (None, None))
-        if row is None or not row.email or scope == "all":  # forgotten: nothing more is sent to this person
-            for run in runs:
-                writes.end(run, now, "customer forgotten")
-                report.count(run.journey_id, "exited")
-            continue
-        items: list[tuple[RunState, Journey]] = []
-        rows_by_id = {}
         for run in runs:
-            journey = _journey_for(ctx, run)
-            if journey is None:
-                writes.end(run, now, "journey removed")
-                report.count(run.journey_id, "exited")
-                continue
-            items.append((to_state(run), journey))
-            rows_by_id[run.id] = (run, journey)
-        state = CustomerState(
-            customer=Customer(id=row.id, email=row.email, name=row.name, timezone=row.timezone or "UTC",
-                              locale=row.locale, attributes=dict(row.attributes or {})),
-            history=tuple(history.get(customer_id, ())),
-            suppressed=reason,
-            ticket_open=row.open_tickets > 0,
-            exit_events=tuple(exit_events.get(customer_id, ())))
-        results = advance_customer(items, state, policy, now, ctx.renderer)
-        for result in results:
-            run, journey = rows_by_id[result.run.run_id]
-            _apply_result(session, ctx, run, journey, result, state.customer, now, report, writes)
-        report.runs += len(results)
-    writes.write(session)
+            if run[3] not in journeys:
+                journeys[run[3]] = _journey_for(ctx, run[2], run[3])
+        jobs.append(Job(customer_id, customers.get(customer_id), runs, history.get(customer_id, []),
+                        suppressed.get(hashes.get(customer_id)), exit_events.get(customer_id, [])))
+    return jobs, journeys
 
 
-def _journey_for(ctx: Context, run: Row) -> Journey | None:
+def _journey_for(ctx: Context, journey_id: str, version_id: int) -> Journey | None:
     """The version the run entered with, unless its journey file was removed."""
-    if ctx.versions.current_id(run.journey_id) is None:
+    if ctx.versions.current_id(journey_id) is None:
         return None
-    return ctx.versions.journey(run.version_id)
+    return ctx.versions.journey(version_id)
 
 
-def _history(conn: Connection, customer_ids: list[str], since: datetime) -> dict[str, list[SentRecord]]:
-    out: dict[str, list[SentRecord]] = defaultdict(list)
-    m = Message.__table__.c
-    rows = conn.execute(select(m.customer_id, m.created_at, m.journey_id, m.category, m.is_survey)
-                        .where(m.customer_id.in_(customer_ids), m.created_at >= since,
-                               m.category.in_(("marketing", "transactional")), m.status != "failed"))
-    for cid, at, journey_id, category, is_survey in rows:
-        out[cid].append(SentRecord(aware(at), journey_id, Category(category), bool(is_survey)))
+def _history(conn: Connection, customer_ids: list[str], since: datetime) -> dict[str, list[tuple]]:
+    """(created_at, journey, category, is_survey) of what each customer was sent since ``since``."""
+    out: dict[str, list[tuple]] = defaultdict(list)
+    m = _MESSAGES.c
+    for row in fetch_raw(conn, select(m.customer_id, m.created_at, m.journey_id, m.category, m.is_survey)
+                         .where(m.customer_id.in_(customer_ids), m.created_at >= since,
+                                m.category.in_(("marketing", "transactional")), m.status != "failed")):
+        out[row[0]].append(row[1:])
     return out
 
 
@@ -279,99 +227,118 @@ def _suppressions(conn: Connection, hashes: list[str]) -> dict[str, tuple[str, s
     if not hashes:
         return {}
     s = Suppression.__table__.c
-    rows = conn.execute(select(s.email_hash, s.reason, s.scope).where(s.email_hash.in_(hashes)))
+    rows = fetch_raw(conn, select(s.email_hash, s.reason, s.scope).where(s.email_hash.in_(hashes)))
     return {h: (reason, scope) for h, reason, scope in rows}
 
 
-def _exit_events(conn: Connection, ctx: Context, customer_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
+def _exit_events(conn: Connection, ctx: Context, customer_ids: list[str]) -> dict[str, list[tuple]]:
+    """(type, occurred_at) of each customer's events that some journey exits on."""
     types = sorted({t for j in ctx.catalog.journeys.values() for t in j.exit_when})
-    out: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    out: dict[str, list[tuple]] = defaultdict(list)
     if not types:
         return out
-    e = EventRow.__table__.c
-    for cid, etype, at in conn.execute(select(e.customer_id, e.type, e.occurred_at)
-                                       .where(e.customer_id.in_(customer_ids), e.type.in_(types))):
-        out[cid].append((etype, aware(at)))
+    e = _EVENTS.c
+    for cid, etype, at in fetch_raw(conn, select(e.customer_id, e.type, e.occurred_at)
+                                    .where(e.customer_id.in_(customer_ids), e.type.in_(types))):
+        out[cid].append((etype, at))
     return out
 
 
-def _apply_result(session: Session, ctx: Context, run: Row, journey: Journey, result, customer: Customer,
-                  now: datetime, report: DispatchReport, writes: _Writes) -> None:
-    exit_reason = None
-    for outcome in result.outcomes:
-        if isinstance(outcome, StartJourney):
-            target = ctx.catalog.journeys.get(outcome.journey_id)
-            if target is not None:
-                # enroll reads the customer's runs (reentry rules) and writes the timeline
-                # itself: what this batch decided so far goes first, in order.
-                writes.flush(session)
-                enroll(session, ctx, target, run.customer_id, trigger=result.run.trigger,
-                       answers=dict(result.run.answers), key=f"{run.id}/{outcome.step_id}/{target.id}",
-                       now=now, trigger_event_id=run.trigger_event_id)
-                report.count(target.id, "entered")
-            continue
-        writes.timeline.append(outcome_values(outcome, at=now, customer_id=run.customer_id,
-                                              journey_id=run.journey_id, run_id=run.id))
-        report.count(journey.id, outcome.action)
-        if isinstance(outcome, Sent):
-            writes.outbox.append(_message(ctx, run, journey, outcome, customer, now))
-        elif isinstance(outcome, (Skipped, Suppressed)):
-            report.skip_reasons[outcome.reason] += 1
-            report.notices.append(("info", f"{customer.id} {journey.id}/{outcome.step_id} {outcome.action}: {outcome.reason}"))
-        elif isinstance(outcome, Held):
-            report.notices.append(("info", f"{customer.id} {journey.id}/{outcome.step_id} held: {outcome.reason}"))
-        elif isinstance(outcome, Alerted):
-            report.notices.append(("warning", f"ALERT {journey.id}: {outcome.message}"))
-            log.warning("alert from %s for %s: %s", journey.id, customer.id, outcome.message)
-            if ctx.policy.ops_email:
-                writes.outbox.append(_ops_alert(ctx, run, journey, outcome, now))
-        elif isinstance(outcome, Exited):
-            exit_reason = outcome.reason
-    step = _step_at(journey, result.run.step_index)
-    waiting_for = step.event if isinstance(step, WaitFor) else run.waiting_for
-    writes.run(run.id, state_values(result.run, run, step_id=step.id if step else None, now=now,
-                                    waiting_for=waiting_for, exit_reason=exit_reason))
+class _Writes:
+    """A batch's writes, gathered as DBAPI rows and sent as one ``executemany`` per statement.
+
+    Run updates are grouped by the columns they set (an ``executemany`` sets the same columns in
+    every row); timeline rows keep the order the decisions were taken in (their ids are what
+    ``report`` and ``simulate`` order by). Before an ``enroll`` (which reads the customer's runs
+    and writes the timeline itself) what was decided so far is written, in order.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.statements = statements_for(dialect)
+        self.runs: dict[tuple[str, ...], list[tuple]] = defaultdict(list)
+        self.timeline: list[tuple] = []
+        self.outbox: list[tuple] = []
+
+    def add(self, session: Session, ctx: Context, decided: Decided, now: datetime,
+            report: DispatchReport) -> None:
+        """Take one part of the batch's decisions (parts come in decision order)."""
+        timeline_at = runs_at = 0
+        for timeline_to, runs_to, request in decided.enrolls:
+            self._take(decided, timeline_at, timeline_to, runs_at, runs_to)
+            timeline_at, runs_at = timeline_to, runs_to
+            self.flush(session.connection())
+            enroll(session, ctx, ctx.catalog.journeys[request.journey_id], request.customer_id,
+                   trigger=request.trigger, answers=request.answers, key=request.key, now=now,
+                   trigger_event_id=request.trigger_event_id)
+        self._take(decided, timeline_at, len(decided.timeline), runs_at, len(decided.runs))
+        self.outbox += decided.outbox
+        _replay(decided, report)
+
+    def _take(self, decided: Decided, t_from: int, t_to: int, r_from: int, r_to: int) -> None:
+        self.timeline += decided.timeline[t_from:t_to]
+        runs = self.runs
+        for keys, params in decided.runs[r_from:r_to]:
+            runs[keys].append(params)
+
+    def flush(self, conn: Connection) -> None:
+        """Write the run updates and timeline rows gathered so far (the outbox waits for ``write``)."""
+        for keys, rows in self.runs.items():
+            self.statements.run_update(keys).executemany(conn, rows)
+        self.statements.timeline.executemany(conn, self.timeline)
+        self.runs.clear()
+        self.timeline.clear()
+
+    def write(self, conn: Connection) -> None:
+        self.flush(conn)
+        self.statements.outbox.executemany(conn, self.outbox)   # ON CONFLICT (run_id, step_id) DO NOTHING
+        self.outbox.clear()
 
 
-def _step_at(journey: Journey, index: int):
-    return program_for(journey).step_at(index)
+class _Statements:
+    """The batch's INSERTs and UPDATEs, compiled once per dialect (``postsale.store.dbapi``)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.timeline = Statement(insert(Timeline.__table__), TIMELINE_COLUMNS, dialect)
+        # the outbox key: a step never queues two emails, whoever wrote the first (guarantee 2)
+        outbox = dialect_insert(dialect, _MESSAGES).on_conflict_do_nothing(index_elements=["run_id", "step_id"])
+        self.outbox = Statement(outbox, OUTBOX_COLUMNS, dialect)
+        self._updates: dict[tuple[str, ...], Statement] = {}
+
+    def run_update(self, keys: tuple[str, ...]) -> Statement:
+        """UPDATE runs SET <keys but the last> WHERE id = :run_id_ (the last key)."""
+        stmt = self._updates.get(keys)
+        if stmt is None:
+            assert keys[-1] == RUN_ID_KEY
+            stmt = self._updates[keys] = Statement(_UPDATE_RUN, keys, self.dialect, column_keys=keys[:-1])
+        return stmt
 
 
-def _message(ctx: Context, run: Row, journey: Journey, sent: Sent, customer: Customer,
-             now: datetime) -> dict[str, Any]:
-    """The outbox row of a send, keyed (run, step): inserted with the batch, at most once."""
-    policy = ctx.policy
-    sender = policy.sender.transactional_from if (sent.category is Category.transactional
-                                                  and policy.sender.transactional_from) else policy.sender.from_
-    return {
-        "id": sent.message_id, "run_id": run.id, "step_id": sent.step_id, "customer_id": customer.id,
-        "journey_id": journey.id, "touchpoint": journey.touchpoint.value, "category": sent.category.value,
-        "is_survey": sent.is_survey, "survey_id": sent.survey_id, "template": sent.template,
-        "to_email": customer.email, "to_name": customer.name, "from_email": sender,
-        "reply_to": policy.sender.reply_to, "subject": sent.email.subject, "html": sent.email.html,
-        "text_body": sent.email.text, "headers": dict(sent.email.headers), "status": "queued",
-        "created_at": now}
+_UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam(RUN_ID_KEY))
+_statements: "weakref.WeakKeyDictionary[Dialect, _Statements]" = weakref.WeakKeyDictionary()
 
 
-def _ops_alert(ctx: Context, run: Row, journey: Journey, alert: Alerted, now: datetime) -> dict[str, Any]:
-    """An operator notice to ``policy.ops_email`` (category ``ops``: never counted in caps)."""
-    policy = ctx.policy
-    from postsale.engine import message_id_for
-    text = f"Alert from journey {journey.id} ({journey.name}):\n\n{alert.message}\n\nCustomer: {run.customer_id}\n"
-    return {
-        "id": message_id_for(run.id, f"{alert.step_id}#ops"), "run_id": run.id,
-        "step_id": f"{alert.step_id}#ops", "customer_id": run.customer_id, "journey_id": journey.id,
-        "touchpoint": journey.touchpoint.value, "category": "ops", "is_survey": False, "survey_id": None,
-        "template": "-", "to_email": policy.ops_email, "to_name": "Operations",
-        "from_email": policy.sender.transactional_from or policy.sender.from_, "reply_to": None,
-        "subject": f"[postsale alert] {journey.id}: {alert.message}"[:200].replace("\n", " ").replace("\r", " "),
-        "html": f"<pre>{_escape(text)}</pre>", "text_body": text, "headers": {}, "status": "queued",
-        "created_at": now}
+def statements_for(dialect: Dialect) -> _Statements:
+    found = _statements.get(dialect)
+    if found is None:
+        found = _statements[dialect] = _Statements(dialect)
+    return found
 
 
-def _escape(text: str) -> str:
-    import html
-    return html.escape(text)
+def _replay(decided: Decided, report: DispatchReport) -> None:
+    """Count what ``decided`` did into the report, in the order it was decided."""
+    report.customers += decided.customers
+    report.runs += decided.runs_advanced
+    for entry in decided.report:
+        kind = entry[0]
+        if kind == "count":
+            report.count(entry[1], entry[2])
+        elif kind == "skip":
+            report.skip_reasons[entry[1]] += 1
+        elif kind == "notice":
+            report.notices.append((entry[1], entry[2]))
+        else:
+            log.warning("alert from %s for %s: %s", entry[1], entry[2], entry[3])
 
 
 def next_due(ctx: Context) -> datetime | None:

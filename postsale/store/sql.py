@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Sequence
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -18,8 +20,12 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def _insert(session: Session, model: Any):
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(model.__table__)
+    return dialect_insert(session.get_bind().dialect, model.__table__)
+
+
+def dialect_insert(dialect: Dialect, table: Table):
+    """The dialect's own INSERT (the one that has ``on_conflict_do_nothing``)."""
+    return (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def insert_new(session: Session, model: Any, rows: Sequence[dict],
