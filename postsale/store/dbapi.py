@@ -34,7 +34,7 @@ class Columns:
     def __init__(self, table: Table, names: Sequence[str], dialect: Dialect) -> None:
         self.names = tuple(names)
         types = [table.c[name].type.dialect_impl(dialect) for name in self.names]
-        self._bind = [_memoized(t.bind_processor(dialect), t) for t in types]
+        self._bind = [remember_utc(t.bind_processor(dialect), t) for t in types]
         self._result = [t.result_processor(dialect, None) for t in types]
         self.bind_steps = tuple((i, p) for i, p in enumerate(self._bind) if p is not None)
         self.result_steps = tuple((i, p) for i, p in enumerate(self._result) if p is not None)
@@ -67,8 +67,9 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _memoized(process: Processor | None, type_: Any) -> Processor | None:
-    """A datetime bind processor that remembers what it made of UTC datetimes.
+def remember_utc(process: Processor | None, type_: Any) -> Processor | None:
+    """A datetime bind processor that remembers what it made of UTC datetimes (a batch repeats
+    its ``now`` in every row); any other processor is returned as it is.
 
     Only values whose tzinfo is ``timezone.utc`` are remembered: equal datetimes in other
     zones are the same instant but may be written differently (SQLite's format drops the zone).

@@ -13,18 +13,24 @@ The values are converted by the very processors SQLAlchemy would apply, taken fr
 types for the engine's dialect, so the rows stored are the same bytes: JSON through the
 engine's serializer (and ``None`` as JSON ``null`` where the type says so), SQLite datetimes in
 its storage format. Results are read back through the types' result processors the same way.
+
+Dispatch does the same for its reads and writes with Core statements compiled once
+(``postsale.store.dbapi``); the two share the datetime memo. Ingest's SQL is written out here
+(multi-row ``VALUES ... RETURNING``, upserts that read back). One layer for both is the next
+step of this clean-up.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
-from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import Table
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.engine import Connection, Dialect
+
+from postsale.store.dbapi import remember_utc
 
 CHUNK = 1000            # ids an IN list carries (SQLite takes 32,766 parameters a statement)
 VALUES_PARAMS = 30_000  # parameters a multi-row VALUES carries (PostgreSQL's limit: 65,535)
@@ -33,24 +39,6 @@ Processor = Callable[[Any], Any]
 
 # Per dialect object (its serializer is the engine's): statements and processors built once.
 _BUILT: "weakref.WeakKeyDictionary[Dialect, dict[Any, Any]]" = weakref.WeakKeyDictionary()
-
-
-def _memo(process: Processor) -> Processor:
-    """A datetime processor that formats each distinct value once a statement (a batch repeats
-    its ``now`` in every row)."""
-    seen: dict[tuple[datetime, Any], Any] = {}
-
-    def convert(value: Any) -> Any:
-        if value is None:
-            return None
-        key = (value, value.tzinfo)   # equal instants in other zones format differently
-        out = seen.get(key)
-        if out is None:
-            if len(seen) > 10_000:
-                seen.clear()
-            out = seen[key] = process(value)
-        return out
-    return convert
 
 
 class Driver:
@@ -89,9 +77,8 @@ class Driver:
                     # value by value, with the engine's serializer (or json.dumps): the same text
                     # serialized here costs half as much, and PostgreSQL casts it to json alike.
                     process = column_type._make_bind_processor(None, self.dialect._json_serializer or json.dumps)
+                process = remember_utc(process, column_type)
                 if process is not None:
-                    if table.c[name].type._type_affinity.__name__ == "DateTime":
-                        process = _memo(process)
                     processors.append((index, process))
             write = self._built[key] = _converter(processors)
         return write

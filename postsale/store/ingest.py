@@ -36,7 +36,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from models import Customer as CustomerRow
-from models import Event as EventRow
 from models import Purchase, Run, Suppression, SurveyResponse, Timeline
 from postsale.engine.types import RunState, RunStatus
 from postsale.errors import ExpressionError
