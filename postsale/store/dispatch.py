@@ -27,9 +27,10 @@ import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import bindparam
 from sqlmodel import Session
@@ -112,46 +113,56 @@ def claim(session: Session, now: datetime, limit: int, *, only: list[str] | None
           exclude: list[str] | None = None) -> list[str]:
     """Up to ``limit`` customers with a run due at ``now``, theirs until the transaction ends.
 
-    PostgreSQL locks the customers' rows, skipping those another transaction holds (another
-    dispatcher's batch, an ingest of their events), in key order: the query stops at ``limit``
-    instead of sorting every due customer. SQLite, one writer, takes the earliest due first.
+    Both backends take the earliest due customers first, read off ``ix_runs_due`` in its own
+    order a page at a time (``_due_customers``): the cost follows the due runs, not the table.
+    PostgreSQL then locks those customers' rows, skipping the ones another transaction holds
+    (another dispatcher's batch, an ingest of their events), and reads further down the due
+    runs until it holds ``limit`` or none are left. (One statement that locked customers
+    ``WHERE id IN (<due runs>) LIMIT n`` left the plan to the planner: with statistics it walked
+    customers and runs in key order, each batch further than the last, the last one through the
+    whole table; without, it read ``ix_runs_customer_journey`` whole for the status.)
+    SQLite, one writer, needs no lock.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        due = select(Run.customer_id).where(Run.next_run_at <= now, Run.status.in_(UNFINISHED))
-        if only is not None:
-            due = due.where(Run.customer_id.in_(only))
-        if exclude:
-            due = due.where(Run.customer_id.not_in(exclude))
-        return sorted(session.scalars(select(CustomerRow.id).where(CustomerRow.id.in_(due)).limit(limit)
-                                      .with_for_update(skip_locked=True)))
-    return _earliest_due(session, now, limit, only=only, exclude=exclude)
+    due = _due_customers(session, now, page=limit, only=only, exclude=exclude)
+    if session.get_bind().dialect.name != "postgresql":
+        return list(islice(due, limit))
+    picked: list[str] = []
+    while len(picked) < limit:
+        candidates = list(islice(due, limit - len(picked)))
+        if not candidates:
+            break
+        picked += session.scalars(select(CustomerRow.id).where(CustomerRow.id.in_(candidates))
+                                  .with_for_update(skip_locked=True))
+    return sorted(picked)
 
 
-def _earliest_due(session: Session, now: datetime, limit: int, *, only: list[str] | None,
-                  exclude: list[str] | None) -> list[str]:
-    """The customers of the earliest due runs (ties in customer order), read off ``ix_runs_due``.
+def _due_customers(session: Session, now: datetime, *, page: int, only: list[str] | None,
+                   exclude: list[str] | None) -> Iterator[str]:
+    """The customers of the earliest due runs (ties in customer order), each once.
 
-    The scan stops at the ``limit``-th distinct customer: grouping every run by customer to sort
-    the groups (what this was) reads the whole table each batch, however few runs are due.
+    Read in pages of ``page`` runs, each page after the last (keyset): a query with its
+    ``LIMIT`` in view is one every planner runs as an ordered scan of ``ix_runs_due`` that stops
+    there, where an open-ended one (a cursor) may be planned as "read every due run and sort".
     """
     runs = Run.__table__
-    due = (select(runs.c.customer_id).where(runs.c.next_run_at <= now, runs.c.status.in_(UNFINISHED))
-           .order_by(runs.c.next_run_at, runs.c.customer_id))
+    due = (select(runs.c.next_run_at, runs.c.customer_id)
+           .where(runs.c.next_run_at <= now, runs.c.status.in_(UNFINISHED))
+           .order_by(runs.c.next_run_at, runs.c.customer_id).limit(page))
     if only is not None:
         due = due.where(runs.c.customer_id.in_(only))
     skip = set(exclude or ())
-    picked: list[str] = []
-    result = session.connection().execute(due)   # a Core cursor: rows are read as they are needed
-    try:
-        for (customer_id,) in result:
+    conn = session.connection()
+    after = None
+    while True:
+        query = due if after is None else due.where(tuple_(runs.c.next_run_at, runs.c.customer_id) > after)
+        rows = conn.execute(query).all()
+        for _at, customer_id in rows:
             if customer_id not in skip:
                 skip.add(customer_id)
-                picked.append(customer_id)
-                if len(picked) >= limit:
-                    break
-    finally:
-        result.close()
-    return picked
+                yield customer_id
+        if len(rows) < page:
+            return
+        after = tuple(rows[-1])   # compared column by column, each bound as its column's type
 
 
 _RUNS = Run.__table__

@@ -163,21 +163,37 @@ def test_one_batch_or_many_write_the_same_rows(make_ctx):
     assert {d["action"] for d in whole[3]} >= {"entered", "sent", "held", "suppressed", "exited"}
 
 
-def test_claim_takes_the_earliest_due_customers_first(ctx):
+def _three_due(ctx):
     for cid, at in (("c-3", T0), ("c-2", T0), ("c-1", T0 + H), ("c-0", T0 + 5 * H)):
         ctx.clock.set(at)
         ingest_events(ctx, [event(f"cart-{cid}", "cart.abandoned", at, customer(cid), items=[])])
         dispatch(ctx, customer_ids=[cid])               # to the nudge's 1h wait
-    now = T0 + 3 * H                                    # c-2 and c-3 due at T0+1h, c-1 at T0+2h
+    return T0 + 3 * H                                   # c-2 and c-3 due at T0+1h, c-1 at T0+2h
+
+
+def test_claim_takes_the_earliest_due_customers_first(ctx):
+    now = _three_due(ctx)
     with Session(ctx.engine) as s:
-        if s.get_bind().dialect.name == "postgresql":   # locks any due customers, in key order
-            assert claim(s, now, 10) == ["c-1", "c-2", "c-3"]
-            assert len(claim(s, now, 2)) == 2
-            return
-        assert claim(s, now, 2) == ["c-2", "c-3"]       # a tie goes by customer id
-        assert claim(s, now, 10) == ["c-2", "c-3", "c-1"]
-        assert claim(s, now, 2, exclude=["c-2"]) == ["c-3", "c-1"]
+        in_order = (lambda ids: sorted(ids)) if s.get_bind().dialect.name == "postgresql" else list
+        assert claim(s, now, 2) == in_order(["c-2", "c-3"])         # a tie goes by customer id
+        assert claim(s, now, 10) == in_order(["c-2", "c-3", "c-1"])
+        # the due runs are read a page (``limit`` runs) at a time: one skipped, the next page
+        assert claim(s, now, 2, exclude=["c-2"]) == in_order(["c-3", "c-1"])
+        assert claim(s, now, 1, exclude=["c-2", "c-3"]) == ["c-1"]
         assert claim(s, now, 10, only=["c-1", "c-0"]) == ["c-1"]
+        assert claim(s, now, 10, exclude=["c-1", "c-2", "c-3"]) == []
+
+
+def test_claim_reads_on_past_customers_another_transaction_holds(ctx):
+    now = _three_due(ctx)
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    with Session(ctx.engine) as other, Session(ctx.engine) as s, Session(ctx.engine) as third:
+        assert claim(other, now, 1) == ["c-2"]                       # held until ``other`` ends
+        assert claim(s, now, 2) == ["c-1", "c-3"]                    # c-2 skipped, one page more
+        assert claim(third, now, 2) == []                            # every due customer is held
+        other.rollback()
+        assert claim(third, now, 10) == ["c-2"]                      # c-1 and c-3 still ``s``'s
 
 
 def test_an_outbox_row_is_inserted_once_however_often_it_is_written(ctx):
