@@ -10,10 +10,9 @@ Target: the pass over the large database within 20% of the small one.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from bench.backends import POSTGRES, SQLITE, sqlite_path
+from bench.backends import POSTGRES
 from bench.common import median
 
 NAME = "scale"
@@ -35,8 +34,6 @@ def run(runner: Any) -> None:
         # Interleaved (small, large, small, large...): a change in the machine's load between
         # the two halves would otherwise read as a difference between the databases.
         for n, (small_url, big_url) in enumerate(zip(alone, big)):
-            settle(small_url)   # both copies exist by now: neither's write-back may overlap a pass
-            settle(big_url)
             for size, url in ((due, small_url), (total, big_url)):
                 passes[size].append(runner.child(f"{due:,} due of {size:,} · {backend.name} · {n + 1}",
                                                  "bench.dispatch:measure", {"url": url, "due": due}))
@@ -56,17 +53,3 @@ def run(runner: Any) -> None:
                       big_cpu / small_cpu if small_cpu and big_cpu else None, "×",
                       note=f"{big_cpu:.2f} vs {small_cpu:.2f} CPU-seconds")
 
-
-def settle(url: str) -> None:
-    """Write a just-restored SQLite copy to disk before the pass is timed.
-
-    The restore is a file copy (3 GB at a million customers) that the kernel writes back
-    later; the pass's first checkpoint ``fsync``s the file and would wait for all of it, which
-    is the harness's copy, not dispatch. A database in service has no such backlog.
-    """
-    if url.startswith(SQLITE):
-        fd = os.open(sqlite_path(url), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
