@@ -46,7 +46,7 @@ from postsale.store.decide import (CUSTOMER_COLUMNS, OUTBOX_COLUMNS, RUN_COLUMNS
 from postsale.store.ingest import UNFINISHED, enroll
 from postsale.store.runs import aware
 from postsale.store.sql import dialect_insert, email_hash
-from postsale.store.workers import decide_batch
+from postsale.store.workers import POOL_START_BACKLOG, decide_batch, pool_running
 
 log = logging.getLogger("postsale.dispatch")
 
@@ -92,6 +92,8 @@ def dispatch(ctx: Context, *, customer_ids: Iterable[str] | None = None, max_bat
     report = DispatchReport()
     now = ctx.clock.now()
     only = sorted(set(customer_ids)) if customer_ids is not None else None
+    if workers != 1 and not pool_running(ctx) and not _backlog_at_least(ctx, now, only, POOL_START_BACKLOG):
+        workers = 1     # a short pass: starting processes would cost more than they save
     rounds: Counter = Counter()
     while max_batches is None or report.batches < max_batches:
         with Session(ctx.engine) as session:
@@ -107,6 +109,18 @@ def dispatch(ctx: Context, *, customer_ids: Iterable[str] | None = None, max_bat
         if on_batch is not None:
             on_batch(report)
     return report
+
+
+def _backlog_at_least(ctx: Context, now: datetime, only: list[str] | None, count: int) -> bool:
+    """Whether at least ``count`` runs are due at ``now`` (read off ``ix_runs_due``, stopping
+    at ``count``: the cost is bounded whatever the table holds). A pass over named customers
+    (serve's, right after their events) is as long as its list."""
+    if only is not None:
+        return len(only) >= count
+    runs = Run.__table__
+    due = select(runs.c.id).where(runs.c.next_run_at <= now, runs.c.status.in_(UNFINISHED))
+    with ctx.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(due.limit(count).subquery())) >= count
 
 
 def claim(session: Session, now: datetime, limit: int, *, only: list[str] | None = None,

@@ -16,11 +16,13 @@ from sqlmodel import Session
 
 from models import Customer, Message, Run, Timeline
 from postsale.settings import load_settings
+from postsale.store import dispatch as dispatch_mod
 from postsale.store import workers as workers_mod
 from postsale.store.context import Context
 from postsale.store.dispatch import dispatch
 from postsale.store.ingest import ingest_events
-from postsale.store.workers import POOL_MIN_JOBS, WorkerLost, auto_workers, start_workers
+from postsale.store.workers import (POOL_MIN_JOBS, POOL_START_BACKLOG, WorkerLost, auto_workers,
+                                    start_workers)
 from tests.store.conftest import FIXTURE, T0
 from tests.store.events import customer, event, order
 
@@ -220,3 +222,19 @@ def test_workers_exit_with_a_killed_dispatcher(tmp_path):
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError("the worker outlived its dispatcher")
+
+
+def test_a_short_pass_starts_no_worker(ctx, parts):
+    """A pass with a few batches due (a CLI run, a quiet tick) never earns a worker's start-up."""
+    ingest_events(ctx, [order(f"o-{n}", T0, customer(f"c-{n:03d}")) for n in range(CUSTOMERS)])
+    assert CUSTOMERS >= POOL_MIN_JOBS and CUSTOMERS < POOL_START_BACKLOG
+    assert dispatch(ctx, workers=2).actions["sent"] == CUSTOMERS
+    assert not parts and ctx._dispatch_state.pool is None
+
+
+def test_a_long_pass_starts_its_workers(ctx, parts, monkeypatch):
+    monkeypatch.setattr(dispatch_mod, "POOL_START_BACKLOG", CUSTOMERS)
+    ingest_events(ctx, [order(f"o-{n}", T0, customer(f"c-{n:03d}")) for n in range(CUSTOMERS)])
+    dispatch(ctx, workers=2)
+    assert ctx._dispatch_state.pool is not None      # started for this pass, kept for the next
+    ctx._dispatch_state.pool.close()
