@@ -6,7 +6,6 @@ updates and timeline rows as one ``executemany`` each (``postsale.store.dispatch
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -132,6 +131,3 @@ def outcome_values(outcome: Outcome, *, at: datetime, customer_id: str, journey_
         row["step_id"], row["reason"] = outcome.step_id or None, outcome.reason
     return row
 
-
-def with_wake(state: RunState, event_scope: dict[str, Any], now: datetime) -> RunState:
-    return replace(state, wake_event=event_scope, status=RunStatus.active, next_run_at=now)
